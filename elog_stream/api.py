@@ -1,0 +1,149 @@
+"""The HTTP API: topics, images, publishing over HTTP, health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.convertors import PathConvertor, register_url_convertor
+
+from .errors import ImageTooLargeError, RedisUnavailableError
+from .protocol import TopicImage
+from .service import Service
+
+
+class _TopicConvertor(PathConvertor):
+    # Like ":path", but also matching control characters, so a bad topic gets a precise 422
+    # from the validator instead of a bare 404.
+    regex = "(?s:.+)"
+
+
+register_url_convertor("topic", _TopicConvertor())
+
+router = APIRouter()
+
+_HEALTH_TIMEOUT = 2.0
+
+
+class Topic(BaseModel):
+    """A topic's current image metadata (the image itself is at ``…/image``)."""
+
+    topic: str
+    experiment: str
+    description: str
+    seq: int
+    updated_at: float
+    content_type: str
+    size: int
+    digest: str
+    expires_at: float | None
+
+
+class Health(BaseModel):
+    status: str
+    reason: str | None = None
+    topics: int
+    viewers: int
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def _live(service: Service, topic: str) -> TopicImage:
+    image = service.hub.get(topic)
+    if image is None:
+        raise HTTPException(404, f"no live image for topic {topic!r}")
+    return image
+
+
+@router.get("/api/topics")
+async def list_topics(service: ServiceDep) -> list[Topic]:
+    """Every live topic, newest first."""
+    return [Topic(**image.topic_object()) for image in service.hub.images()]
+
+
+@router.head("/api/topics/{topic:topic}/image", include_in_schema=False)
+@router.get(
+    "/api/topics/{topic:topic}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 304: {}, 404: {}},
+)
+async def topic_image(topic: str, request: Request, service: ServiceDep) -> Response:
+    """The topic's current image; ETag is its digest, so unchanged images answer 304."""
+    image = _live(service, topic)
+    headers = {"ETag": f'"{image.digest}"', "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") in (headers["ETag"], image.digest):
+        return Response(status_code=304, headers=headers)
+    return Response(image.data, media_type=image.content_type, headers=headers)
+
+
+@router.get("/api/topics/{topic:topic}", responses={404: {}})
+async def get_topic(topic: str, service: ServiceDep) -> Topic:
+    """One live topic's metadata."""
+    return Topic(**_live(service, topic).topic_object())
+
+
+@router.post(
+    "/api/topics/{topic:topic}",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"image/png": {"schema": {}}, "image/jpeg": {"schema": {}}},
+        }
+    },
+    responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+)
+async def publish_topic(
+    topic: str,
+    request: Request,
+    service: ServiceDep,
+    experiment: Annotated[str, Query(description="experiment name, e.g. cxif7214")],
+    description: Annotated[str, Query(description="free text shown with the plot")] = "",
+) -> Topic:
+    """Publish the request body (a PNG or JPEG image) as the topic's current image."""
+    data = await _read_body(request, service.settings.max_image_bytes)
+    await service.publisher.publish(topic, experiment, data, description)
+    return Topic(**(await service.publisher.grab(topic)).topic_object())
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ImageTooLargeError(int(declared), limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ImageTooLargeError(len(body), limit)
+    return bytes(body)
+
+
+@router.get("/healthz", responses={503: {"model": Health}})
+async def healthz(service: ServiceDep) -> JSONResponse:
+    """200 when Redis answers and the update subscription is live, else 503 with the reason."""
+    reason = None
+    try:
+        async with asyncio.timeout(_HEALTH_TIMEOUT):
+            await service.publisher.ping()
+    except RedisUnavailableError as exc:
+        reason = str(exc)
+    except TimeoutError:
+        reason = f"Redis did not answer within {_HEALTH_TIMEOUT} s"
+    if reason is None and not service.feed.subscribed.is_set():
+        reason = "Redis answers but the update subscription is not re-established yet"
+    health = Health(
+        status="unavailable" if reason else "ok",
+        reason=reason,
+        topics=service.hub.topic_count,
+        viewers=service.hub.viewer_count,
+    )
+    return JSONResponse(health.model_dump(), status_code=503 if reason else 200)

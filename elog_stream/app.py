@@ -1,0 +1,106 @@
+"""The FastAPI application: HTTP API, viewer WebSocket, static viewer, security headers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import api, viewer_socket
+from .config import Settings
+from .errors import (
+    ElogError,
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidNameError,
+    RedisUnavailableError,
+    TopicNotFoundError,
+)
+from .service import running_service
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
+
+_STATUS = [
+    (ImageTooLargeError, 413),
+    (InvalidImageError, 415),
+    (InvalidNameError, 422),
+    (TopicNotFoundError, 404),
+    (RedisUnavailableError, 503),
+]
+
+
+def web_directory() -> Path:
+    """The viewer's static files: packaged in the wheel, or ``web/`` of a source checkout."""
+    here = Path(__file__).parent
+    packaged = here / "web"
+    return packaged if packaged.is_dir() else here.parent / "web"
+
+
+def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastAPI:
+    """The service as an ASGI app; its lifespan owns the Redis connection and background tasks.
+
+    ``settings`` defaults to ``Settings.from_env()``; with no Redis URL an embedded server is
+    started for the app's lifetime. ``demo`` also publishes demo plots.
+    """
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_service(settings, demo=demo) as service:
+            app.state.service = service
+            yield
+
+    app = FastAPI(
+        title="elog-stream",
+        summary="Live matplotlib figures from Redis, pushed to browsers.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ElogError, _elog_error)
+    app.include_router(api.router)
+    app.include_router(viewer_socket.router)
+    app.mount("/", StaticFiles(directory=web_directory(), html=True), name="viewer")
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+async def _elog_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+class SecurityHeaders:
+    """Adds CSP (no inline scripts), nosniff and anti-framing headers to every HTTP response.
+
+    The interactive API docs (``/docs``) load Swagger UI with an inline script, so they are
+    left without the CSP.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        strict = not scope["path"].startswith(("/docs", "/redoc"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((b"referrer-policy", b"no-referrer"))
+                if strict:
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

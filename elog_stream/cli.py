@@ -1,0 +1,129 @@
+"""The ``elog-stream`` command: serve, publish, grab, topics, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import Settings
+from .errors import ElogError
+from .publisher import AsyncPublisher, Publisher
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 failed, 2 usage error)."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ElogError, OSError) as exc:
+        print(f"elog-stream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="elog-stream", description="Live matplotlib figures in the browser."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    redis_options = argparse.ArgumentParser(add_help=False)
+    redis_options.add_argument(
+        "--redis-url", help="Redis URL (default: $ELOG_REDIS_URL, else redis://localhost:6379/0)"
+    )
+    redis_options.add_argument("--prefix", help="key prefix (default: $ELOG_PREFIX, else elog:)")
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[redis_options],
+        help="run the service and viewer",
+        description="Run the service. With no --redis-url and no $ELOG_REDIS_URL, a private "
+        "Redis-compatible server is started on loopback and stopped on exit.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--root-path", default="", help="path prefix behind a reverse proxy")
+    serve.add_argument("--demo", action="store_true", help="also publish demo plots")
+    serve.set_defaults(run=_serve)
+
+    publish = commands.add_parser("publish", parents=[redis_options], help="publish an image file")
+    publish.add_argument("file", type=Path, help="PNG or JPEG file")
+    publish.add_argument("--topic", required=True)
+    publish.add_argument("--experiment", required=True)
+    publish.add_argument("--description", default="")
+    publish.set_defaults(run=_publish)
+
+    grab = commands.add_parser("grab", parents=[redis_options], help="save a topic's image")
+    grab.add_argument("topic")
+    grab.add_argument("-o", "--output", type=Path, help="file to write (default: from the topic)")
+    grab.set_defaults(run=_grab)
+
+    topics = commands.add_parser("topics", parents=[redis_options], help="list live topics")
+    topics.add_argument("--json", action="store_true", help="print JSON topic objects")
+    topics.set_defaults(run=_topics)
+
+    demo = commands.add_parser("demo", parents=[redis_options], help="publish moving demo plots")
+    demo.add_argument("--count", type=int, help="number of rounds (default: until Ctrl-C)")
+    demo.add_argument("--interval", type=float, default=1.0, help="seconds between rounds")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict[str, str]:
+    return {"prefix": args.prefix} if args.prefix is not None else {}
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .app import create_app
+    from .server import uvicorn_config
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    settings = Settings.from_env(redis_url=args.redis_url, prefix=args.prefix)
+    app = create_app(settings, demo=args.demo)
+    shown_host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"elog-stream: viewer at http://{shown_host}:{args.port}{args.root_path}/", flush=True)
+    uvicorn.Server(uvicorn_config(app, args.host, args.port, args.root_path)).run()
+
+
+def _publish(args: argparse.Namespace) -> None:
+    with Publisher(args.redis_url, **_options(args)) as publisher:
+        seq = publisher.publish(args.topic, args.experiment, args.file, args.description)
+    print(f"published {args.topic} seq {seq}")
+
+
+def _grab(args: argparse.Namespace) -> None:
+    with Publisher(args.redis_url, **_options(args)) as publisher:
+        image = publisher.grab(args.topic)
+    extension = ".jpg" if image.content_type == "image/jpeg" else ".png"
+    output = args.output or Path(args.topic.replace("/", "_") + extension)
+    output.write_bytes(image.data)
+    print(f"{output}: {image.topic} seq {image.seq}, {image.size} bytes, {image.content_type}")
+
+
+def _topics(args: argparse.Namespace) -> None:
+    with Publisher(args.redis_url, **_options(args)) as publisher:
+        images = publisher.topics()
+    if args.json:
+        print(json.dumps([image.topic_object() for image in images], indent=2))
+        return
+    for image in images:
+        print(f"{image.topic}\t{image.experiment}\tseq {image.seq}\t{image.size} bytes")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    async def publish() -> None:
+        async with AsyncPublisher(args.redis_url, **_options(args)) as publisher:
+            await publisher.ping()
+            await run_demo(publisher, args.interval, args.count)
+
+    asyncio.run(publish())

@@ -1,0 +1,57 @@
+"""Settings shared by publishers and the service, read from arguments or ``ELOG_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from .images import DEFAULT_MAX_IMAGE_BYTES
+from .protocol import DEFAULT_PREFIX, DEFAULT_TTL, Keys
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration; ``redis_url`` None means "not configured" (the service then embeds one)."""
+
+    redis_url: str | None = None
+    prefix: str = DEFAULT_PREFIX
+    ttl: int = DEFAULT_TTL
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    slow_viewer_timeout: float = 30.0
+    keys: Keys = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, not {self.ttl}")
+        if self.max_image_bytes <= 0:
+            raise ValueError(f"max_image_bytes must be positive, not {self.max_image_bytes}")
+        object.__setattr__(self, "keys", Keys(self.prefix))
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``ELOG_*`` environment variables; non-None ``overrides`` win."""
+        env = os.environ
+        values: dict[str, object] = {
+            "redis_url": env.get("ELOG_REDIS_URL") or None,
+            "prefix": env.get("ELOG_PREFIX", DEFAULT_PREFIX),
+            "ttl": int(env.get("ELOG_TTL", DEFAULT_TTL)),
+            "max_image_bytes": int(env.get("ELOG_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)),
+            "slow_viewer_timeout": float(env.get("ELOG_SLOW_VIEWER_TIMEOUT", 30.0)),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe to print and log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

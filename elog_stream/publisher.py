@@ -1,0 +1,256 @@
+"""Publish images to Redis and read them back, synchronously or with asyncio.
+
+``Publisher`` and ``AsyncPublisher`` are thin I/O layers over ``_Core``, which validates the input
+and builds the commands of docs/protocol.md. ``elogshow`` and ``grab`` are the module-level
+drop-ins for the 2014 tool, on a shared ``Publisher`` created on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from .config import DEFAULT_REDIS_URL, Settings, redact_url
+from .errors import RedisUnavailableError, TopicNotFoundError
+from .images import check_image, image_bytes
+from .protocol import (
+    SEQ_REPLY,
+    TopicImage,
+    parse_read,
+    publish_transaction,
+    read_commands,
+    validate_description,
+    validate_experiment,
+    validate_topic,
+)
+
+_SCAN_BATCH = 100
+
+
+class _Core:
+    """Validation, command building and error translation shared by both publishers."""
+
+    def __init__(self, redis_url: str | None, options: dict[str, Any]) -> None:
+        unknown = set(options) - {"prefix", "ttl", "max_image_bytes"}
+        if unknown:
+            raise TypeError(f"unknown publisher options: {', '.join(sorted(unknown))}")
+        self.settings = Settings.from_env(redis_url=redis_url, **options)
+        self.url = self.settings.redis_url or DEFAULT_REDIS_URL
+
+    def check_names(self, topic: str, experiment: str, description: str) -> None:
+        validate_topic(topic)
+        validate_experiment(experiment)
+        validate_description(description)
+
+    def transaction(
+        self, topic: str, experiment: str, data: bytes, description: str
+    ) -> list[tuple[Any, ...]]:
+        content_type = check_image(data, self.settings.max_image_bytes)
+        return publish_transaction(
+            self.settings.keys,
+            topic,
+            experiment,
+            description,
+            data,
+            content_type,
+            self.settings.ttl,
+            time.time(),
+        )
+
+    def read(self, topic: str, replies: list[Any]) -> TopicImage:
+        image = parse_read(topic, replies, time.time())
+        if image is None:
+            raise TopicNotFoundError(topic)
+        return image
+
+    @contextlib.contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailableError(redact_url(self.url), str(exc)) from exc
+
+
+class Publisher:
+    """Publishes images to Redis and reads them back (blocking).
+
+    ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then ``redis://localhost:6379/0``. Options:
+    ``prefix``, ``ttl`` (seconds), ``max_image_bytes``. Nothing connects until the first call.
+    Methods raise RedisUnavailableError when Redis cannot be reached. Safe to share between
+    threads.
+    """
+
+    def __init__(self, redis_url: str | None = None, **options: Any) -> None:
+        self._core = _Core(redis_url, options)
+        self._redis = redis.Redis.from_url(
+            self._core.url, socket_connect_timeout=5, socket_timeout=30
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return self._core.settings
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The underlying redis-py client, owned by this publisher."""
+        return self._redis
+
+    def publish(self, topic: str, experiment: str, image: Any, description: str = "") -> int:
+        """Store ``image`` as the topic's current image and notify viewers; return its seq.
+
+        ``image`` is a matplotlib Figure, PNG/JPEG bytes, or a path to such a file. Raises
+        InvalidNameError or InvalidImageError (both ValueError) for bad input.
+        """
+        self._core.check_names(topic, experiment, description)
+        commands = self._core.transaction(topic, experiment, image_bytes(image), description)
+        with self._core.translate_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            for command in commands:
+                pipe.execute_command(*command)
+            return int(pipe.execute()[SEQ_REPLY])
+
+    def grab(self, topic: str) -> TopicImage:
+        """The current image of ``topic``; raises TopicNotFoundError if there is none."""
+        validate_topic(topic)
+        with self._core.translate_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for command in read_commands(self.settings.keys, topic):
+                pipe.execute_command(*command)
+            return self._core.read(topic, pipe.execute())
+
+    def topics(self) -> list[TopicImage]:
+        """The current image of every live topic, sorted by topic name."""
+        keys = self.settings.keys
+        found = []
+        with self._core.translate_errors():
+            for key in self._redis.scan_iter(
+                match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
+            ):
+                try:
+                    found.append(self.grab(keys.topic_of(key)))
+                except (TopicNotFoundError, ValueError):
+                    continue  # expired since the scan, or not one of ours
+        return sorted(found, key=lambda image: image.topic)
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncPublisher:
+    """The asyncio twin of Publisher (redis.asyncio); same arguments, methods are coroutines.
+
+    Figures and files are rendered/read in a worker thread so the event loop keeps running.
+    Cancelling a call is safe: a publish either happened whole or not at all.
+    """
+
+    def __init__(self, redis_url: str | None = None, **options: Any) -> None:
+        self._core = _Core(redis_url, options)
+        self._redis = redis.asyncio.Redis.from_url(
+            self._core.url, socket_connect_timeout=5, socket_timeout=30
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return self._core.settings
+
+    @property
+    def redis(self) -> redis.asyncio.Redis:
+        """The underlying redis.asyncio client, owned by this publisher."""
+        return self._redis
+
+    async def publish(self, topic: str, experiment: str, image: Any, description: str = "") -> int:
+        """See Publisher.publish."""
+        self._core.check_names(topic, experiment, description)
+        if not isinstance(image, bytes | bytearray | memoryview):
+            image = await asyncio.to_thread(image_bytes, image)
+        commands = self._core.transaction(topic, experiment, bytes(image), description)
+        with self._core.translate_errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                return int((await pipe.execute())[SEQ_REPLY])
+
+    async def grab(self, topic: str) -> TopicImage:
+        """See Publisher.grab."""
+        validate_topic(topic)
+        with self._core.translate_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for command in read_commands(self.settings.keys, topic):
+                    pipe.execute_command(*command)
+                return self._core.read(topic, await pipe.execute())
+
+    async def topics(self) -> list[TopicImage]:
+        """See Publisher.topics."""
+        keys = self.settings.keys
+        found = []
+        with self._core.translate_errors():
+            async for key in self._redis.scan_iter(
+                match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
+            ):
+                try:
+                    found.append(await self.grab(keys.topic_of(key)))
+                except (TopicNotFoundError, ValueError):
+                    continue  # expired since the scan, or not one of ours
+        return sorted(found, key=lambda image: image.topic)
+
+    async def ping(self) -> None:
+        """Raise RedisUnavailableError unless Redis answers."""
+        with self._core.translate_errors():
+            await self._redis.ping()
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    async def __aenter__(self) -> AsyncPublisher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+_shared: dict[str | None, Publisher] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_publisher(redis_url: str | None) -> Publisher:
+    with _shared_lock:
+        if redis_url not in _shared:
+            _shared[redis_url] = Publisher(redis_url)
+        return _shared[redis_url]
+
+
+def elogshow(
+    topic: str,
+    experiment: str,
+    description: str = "",
+    figure: Any = None,
+    *,
+    redis_url: str | None = None,
+) -> int:
+    """Publish ``figure`` (the current pyplot figure when None) live; use instead of plt.show().
+
+    Drop-in for the 2014 ``elog.elogshow``; returns the topic's new sequence number.
+    """
+    if figure is None:
+        from .images import figure_to_png
+
+        figure = figure_to_png()
+    return _shared_publisher(redis_url).publish(topic, experiment, figure, description)
+
+
+def grab(topic: str, *, redis_url: str | None = None) -> TopicImage:
+    """The current image and metadata of ``topic``; raises TopicNotFoundError if none."""
+    return _shared_publisher(redis_url).grab(topic)

@@ -1,0 +1,102 @@
+"""``WS /ws``: push every matching image to one viewer, as docs/protocol.md describes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, WebSocket
+
+from .hub import Expired, Filter, Hub, Viewer
+from .protocol import TopicImage
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+CLOSE_TOO_SLOW = 4008
+
+
+@router.websocket("/ws")
+async def viewer_socket(
+    websocket: WebSocket,
+    topic: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    experiment: Annotated[list[str], Query()] = [],  # noqa: B006
+) -> None:
+    service: Service = websocket.app.state.service
+    await websocket.accept()
+    try:
+        filter = Filter.parse(topic, experiment)
+    except ValueError as exc:
+        await websocket.close(code=1008, reason=str(exc)[:120])
+        return
+    with service.hub.connect(filter) as (viewer, names):
+        viewer.say({"type": "sync", "topics": names})
+        reason = await _first_to_finish(
+            _receive(websocket, viewer, service.hub),
+            _send(websocket, viewer, service.settings.slow_viewer_timeout),
+        )
+    log.info("viewer disconnected: %s (%d images skipped as superseded)", reason, viewer.dropped)
+
+
+async def _first_to_finish(*coroutines: Coroutine[Any, Any, str]) -> str:
+    """Run the reader and sender until one ends; cancel and await the other.
+
+    Returns the reason the first one ended (its result, or its exception).
+    """
+    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+    first = done.pop()
+    error = first.exception()
+    return first.result() if error is None else f"{type(error).__name__}: {error}"
+
+
+async def _receive(websocket: WebSocket, viewer: Viewer, hub: Hub) -> str:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return f"client closed with code {message.get('code')}"
+        text = message.get("text")
+        if text is None:
+            viewer.say({"type": "error", "message": "binary messages are not understood"})
+            continue
+        try:
+            request = json.loads(text)
+            if not isinstance(request, dict) or request.get("type") != "subscribe":
+                raise ValueError('expected {"type": "subscribe", "topics": [...], ...}')
+            filter = Filter.parse(request.get("topics"), request.get("experiments"))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            viewer.say({"type": "error", "message": f"bad message: {exc}"})
+            continue
+        names = viewer.refilter(filter, hub.images())
+        viewer.say({"type": "sync", "topics": names})
+
+
+async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:
+    while True:
+        item = await viewer.next()
+        try:
+            async with asyncio.timeout(timeout):
+                if isinstance(item, TopicImage):
+                    await websocket.send_text(json.dumps({"type": "image", **item.metadata()}))
+                    await websocket.send_bytes(item.data)
+                elif isinstance(item, Expired):
+                    await websocket.send_text(json.dumps({"type": "expired", "topic": item.topic}))
+                else:
+                    await websocket.send_text(json.dumps(item))
+        except TimeoutError:
+            reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
+            return reason

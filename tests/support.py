@@ -1,0 +1,124 @@
+"""Helpers shared by the tests: waiting with a deadline, a service under uvicorn, images, WS."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection
+
+from elog_stream import Publisher
+from elog_stream.app import create_app
+from elog_stream.config import Settings
+from elog_stream.server import uvicorn_config
+
+DEADLINE = 15.0
+
+
+def wait_for(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class RunningService:
+    url: str  # ends with "/"
+    settings: Settings
+    server: uvicorn.Server
+    publisher: Publisher | None = None  # bound to the same Redis and prefix, when set
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url.removeprefix("http") + "ws"
+
+    def health(self) -> httpx.Response:
+        return httpx.get(self.url + "healthz", timeout=5)
+
+
+@contextmanager
+def run_service(
+    settings: Settings, root_path: str = "", port: int = 0, wait_healthy: bool = True
+) -> Iterator[RunningService]:
+    """Run the app under uvicorn in a thread until the block exits.
+
+    Waits until it answers, and with ``wait_healthy`` until /healthz says 200.
+    """
+    config = uvicorn_config(
+        create_app(settings), port=port, root_path=root_path, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+        assert thread.is_alive(), "uvicorn failed to start"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        service = RunningService(f"http://127.0.0.1:{port}{root_path}/", settings, server)
+        if wait_healthy:
+            wait_for(lambda: service.health().status_code == 200, "the service to be healthy")
+        yield service
+    finally:
+        server.should_exit = True
+        thread.join(DEADLINE)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+def png(text: str = "", size: tuple[int, int] = (64, 48), color: str = "navy") -> bytes:
+    """A small real PNG, different for every ``text``."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, color)
+    ImageDraw.Draw(image).text((2, 2), text, fill="white")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg(size: tuple[int, int] = (64, 48)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "darkred").save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+async def receive(ws: ClientConnection, kind: str, deadline: float = DEADLINE) -> dict[str, Any]:
+    """The next text frame of type ``kind``, skipping others (and images' binary frames)."""
+    async with asyncio.timeout(deadline):
+        while True:
+            frame = await ws.recv()
+            if isinstance(frame, str):
+                message = json.loads(frame)
+                if message["type"] == kind:
+                    return message
+
+
+async def receive_image(
+    ws: ClientConnection, topic: str | None = None, deadline: float = DEADLINE
+) -> tuple[dict[str, Any], bytes]:
+    """The next image (header and bytes), of ``topic`` if given; other frames are skipped."""
+    async with asyncio.timeout(deadline):
+        while True:
+            header = await receive(ws, "image")
+            data = await ws.recv()
+            assert isinstance(data, bytes), "an image header must be followed by a binary frame"
+            assert len(data) == header["size"]
+            if topic is None or header["topic"] == topic:
+                return header, data

@@ -1,0 +1,180 @@
+"""Every ``elog-stream`` command, against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from support import DEADLINE, jpeg, png, wait_for
+
+from elog_stream import Publisher
+from elog_stream.cli import main
+from elog_stream.config import Settings
+from elog_stream.embedded import free_port
+
+
+def cli(settings: Settings, *args: str) -> list[str]:
+    return [*args, "--redis-url", str(settings.redis_url), "--prefix", settings.prefix]
+
+
+def test_publish_grab_and_topics(settings: Settings, tmp_path: Path, capsys) -> None:
+    source = tmp_path / "plot.png"
+    source.write_bytes(png("cli"))
+    assert main(cli(settings, "publish", str(source), "--topic", "cli/a", "--experiment", "x")) == 0
+    assert capsys.readouterr().out == "published cli/a seq 1\n"
+    (tmp_path / "photo.jpg").write_bytes(jpeg())
+    argv = ["publish", str(tmp_path / "photo.jpg"), "--topic", "cli/b", "--experiment", "y"]
+    assert main(cli(settings, *argv, "--description", "a photo")) == 0
+
+    assert main(cli(settings, "topics")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[:3] for line in lines[1:]] == [
+        ["cli/a", "x", "seq 1"],
+        ["cli/b", "y", "seq 1"],
+    ]
+    assert main(cli(settings, "topics", "--json")) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(t["topic"], t["description"]) for t in listed] == [("cli/a", ""), ("cli/b", "a photo")]
+
+    out = tmp_path / "grabbed.png"
+    assert main(cli(settings, "grab", "cli/a", "-o", str(out))) == 0
+    assert out.read_bytes() == png("cli")
+    assert "cli/a seq 1" in capsys.readouterr().out
+
+    os.chdir(tmp_path)
+    assert main(cli(settings, "grab", "cli/b")) == 0
+    assert (tmp_path / "cli_b.jpg").read_bytes() == jpeg()
+
+
+def test_errors_exit_1_with_a_clear_message(settings: Settings, tmp_path: Path, capsys) -> None:
+    assert main(cli(settings, "grab", "missing")) == 1
+    assert "error: no live image for topic 'missing'" in capsys.readouterr().err
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    assert main(cli(settings, "publish", str(bad), "--topic", "t", "--experiment", "e")) == 1
+    assert "not a PNG or JPEG" in capsys.readouterr().err
+    assert main(cli(settings, "publish", str(tmp_path / "nope.png"), "--topic", "t",
+                    "--experiment", "e")) == 1  # fmt: skip
+    assert "No such file" in capsys.readouterr().err
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    assert main(["topics", "--redis-url", url]) == 1
+    assert f"cannot reach Redis at {url}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["publish", "x.png"])
+    assert usage.value.code == 2
+
+
+def test_demo_publishes_moving_plots(settings: Settings, publisher: Publisher) -> None:
+    assert main(cli(settings, "demo", "--count", "2", "--interval", "0")) == 0
+    topics = publisher.topics()
+    assert {t.topic for t in topics} == {"demo/waveform", "demo/detector/sum", "demo/histogram"}
+    assert all(t.seq == 2 and t.experiment == "demo" for t in topics)
+
+
+class ServeProcess:
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "elog_stream", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, pattern: str) -> re.Match[str]:
+        while True:
+            try:
+                line = self.lines.get(timeout=DEADLINE)
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern!r} in:\n{''.join(self.output)}")
+            self.output.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+
+@contextmanager
+def serve(*args: str) -> Iterator[ServeProcess]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELOG_")}
+    server = ServeProcess(list(args), env)
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+        server.process.wait(DEADLINE)
+        server.pump.join(DEADLINE)
+        assert server.process.stdout is not None
+        server.process.stdout.close()
+
+
+def test_serve_with_embedded_redis_starts_and_stops_it() -> None:
+    port = free_port()
+    with serve("--port", str(port)) as server:
+        server.wait_for_line(rf"viewer at http://127.0.0.1:{port}/")
+        redis_url = server.wait_for_line(r"ELOG_REDIS_URL=(redis://\S+)").group(1)
+        base = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: _status(base + "healthz") == 200, "the served service to be healthy")
+        children = psutil.Process(server.process.pid).children(recursive=True)
+        embedded = [c for c in children if "server" in c.name()]
+        assert len(embedded) == 1, children
+
+        with Publisher(redis_url) as publisher:
+            publisher.publish("served", "e", png("served"))
+        wait_for(lambda: _status(base + "api/topics/served") == 200, "the topic to be served")
+        assert httpx.get(base + "api/topics/served/image").content == png("served")
+
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(DEADLINE)
+        assert not embedded[0].is_running() or embedded[0].status() == psutil.STATUS_ZOMBIE
+
+
+def test_serve_with_redis_url_uses_that_server(settings: Settings, publisher: Publisher) -> None:
+    port = free_port()
+    publisher.publish("external", "e", png("external"))
+    args = [
+        "--port",
+        str(port),
+        "--redis-url",
+        str(settings.redis_url),
+        "--prefix",
+        settings.prefix,
+    ]
+    with serve(*args) as server:
+        server.wait_for_line("Application startup complete")
+        base = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: _status(base + "api/topics/external") == 200, "the existing topic")
+        children = psutil.Process(server.process.pid).children(recursive=True)
+        assert not [c for c in children if "server" in c.name()]
+        assert not any("ELOG_REDIS_URL" in line for line in server.output)
+        server.process.send_signal(signal.SIGINT)  # Ctrl-C: a graceful stop, exit status 130
+        server.wait_for_line("Application shutdown complete")
+        assert server.process.wait(DEADLINE) == 130
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.TransportError:
+        return 0

@@ -1,0 +1,85 @@
+"""Redis going away and coming back: the service stays up, says 503, then resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from support import png, receive, receive_image, run_service, wait_for
+from websockets.asyncio.client import connect
+
+from elog_stream import AsyncPublisher, Publisher, RedisUnavailableError
+from elog_stream.config import Settings
+from elog_stream.embedded import EmbeddedRedis
+
+
+async def test_service_survives_a_redis_restart(prefix: str) -> None:
+    redis_server = EmbeddedRedis().start()
+    try:
+        settings = Settings(redis_url=redis_server.url, prefix=prefix)
+        publisher = AsyncPublisher(redis_server.url, prefix=prefix)
+        with run_service(settings) as service:
+            async with connect(service.ws_url) as ws:
+                await receive(ws, "sync")
+                await publisher.publish("before", "e", png("before"))
+                await receive_image(ws, "before")
+
+                redis_server.stop()
+                unhealthy = await asyncio.to_thread(
+                    wait_for, lambda: service.health().status_code == 503, "healthz to say 503"
+                )
+                assert unhealthy
+                reason = service.health().json()["reason"]
+                assert f"cannot reach Redis at {redis_server.url}" in reason
+                with pytest.raises(RedisUnavailableError, match=redis_server.url):
+                    await publisher.publish("during", "e", png())
+
+                # Same port, empty data set: the service must reconnect on its own.
+                redis_server = EmbeddedRedis(port=redis_server.port).start()
+                await asyncio.to_thread(
+                    wait_for, lambda: service.health().status_code == 200, "healthz back to 200"
+                )
+                # The topic from before the outage is gone from Redis: the resync says so.
+                assert await receive(ws, "expired") == {"type": "expired", "topic": "before"}
+                await publisher.publish("after", "e", png("after"))
+                header, data = await receive_image(ws, "after")
+                assert data == png("after") and header["seq"] == 1
+        await publisher.aclose()
+    finally:
+        redis_server.stop()
+
+
+async def test_updates_published_while_the_subscription_was_down_are_pushed(
+    prefix: str,
+) -> None:
+    """Kill only the service's pub/sub connection: the publish in the gap must still arrive."""
+    redis_server = EmbeddedRedis().start()
+    try:
+        settings = Settings(redis_url=redis_server.url, prefix=prefix)
+        with run_service(settings) as service, Publisher(redis_server.url, prefix=prefix) as p:
+            async with connect(service.ws_url) as ws:
+                await receive(ws, "sync")
+                p.redis.client_kill_filter(_type="pubsub")
+                p.publish("in-the-gap", "e", png("gap"))
+                header, data = await receive_image(ws, "in-the-gap")
+                assert data == png("gap")
+    finally:
+        redis_server.stop()
+
+
+def test_service_starts_while_redis_is_down_and_catches_up(prefix: str) -> None:
+    redis_server = EmbeddedRedis()  # not started yet
+    settings = Settings(redis_url=redis_server.url, prefix=prefix)
+    with run_service(settings, wait_healthy=False) as service:
+        response = wait_for(lambda: service.health(), "the service to answer")
+        assert response.status_code == 503
+        assert "cannot reach Redis" in response.json()["reason"]
+        with redis_server:
+            with Publisher(redis_server.url, prefix=prefix) as publisher:
+                publisher.publish("late", "e", png("late"))
+            wait_for(lambda: service.health().status_code == 200, "healthz to turn 200")
+            wait_for(
+                lambda: httpx.get(service.url + "api/topics/late").status_code == 200,
+                "the topic published before the service subscribed",
+            )
