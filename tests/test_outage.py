@@ -34,6 +34,14 @@ async def test_service_survives_a_redis_restart(prefix: str) -> None:
                 assert f"cannot reach Redis at {redis_server.url}" in reason
                 with pytest.raises(RedisUnavailableError, match=redis_server.url):
                     await publisher.publish("during", "e", png())
+                async with httpx.AsyncClient() as http:
+                    response = await http.post(
+                        service.url + "api/topics/during", params={"experiment": "e"}, content=png()
+                    )
+                    assert response.status_code == 503
+                    assert "cannot reach Redis" in response.json()["detail"]
+                    cached = await http.get(service.url + "api/topics/before/image")
+                    assert cached.content == png("before")  # still served from memory
 
                 # Same port, empty data set: the service must reconnect on its own.
                 redis_server = EmbeddedRedis(port=redis_server.port).start()

@@ -1,0 +1,92 @@
+"""The pure parts: wire-format names, notifications, legacy hashes, the viewer mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+from support import png
+
+from elog_stream.hub import Expired, Filter, Hub
+from elog_stream.protocol import (
+    Keys,
+    TopicImage,
+    decode_notification,
+    encode_notification,
+    parse_read,
+)
+
+
+def test_key_names_and_scan_pattern() -> None:
+    keys = Keys("elog:")
+    assert keys.topic("cxif7214/detector/sum") == "elog:topic:{cxif7214/detector/sum}"
+    assert keys.topic_of(b"elog:topic:{cxif7214/detector/sum}") == "cxif7214/detector/sum"
+    assert keys.channel == "elog:updates"
+    assert keys.topic_pattern == "elog:topic:{*}"
+    assert Keys("lab[1]*:").topic_pattern == r"lab\[1\]\*:topic:{*}"
+    with pytest.raises(ValueError, match="not a topic key"):
+        keys.topic_of("other:thing")
+
+
+def test_notifications_round_trip_and_reject_garbage() -> None:
+    assert decode_notification(encode_notification("a/b")) == "a/b"
+    assert decode_notification('{"topic": "x", "future": 1}') == "x"
+    for bad in (b"\xff", "not json", "[]", '{"topic": 3}', "{}"):
+        with pytest.raises(ValueError):
+            decode_notification(bad)
+
+
+def test_a_hash_written_by_the_2014_tool_is_readable() -> None:
+    image = png("legacy")
+    legacy = {b"experiment": b"cxif7214", b"description": b"old", b"pngimage": image}
+    parsed = parse_read("legacy", [legacy, 1500], now=1000.0)
+    assert parsed is not None
+    assert (parsed.seq, parsed.content_type) == (0, "image/png")
+    assert parsed.digest == hashlib.sha256(image).hexdigest()
+    assert parsed.expires_at == 1001.5
+    assert parse_read("gone", [{}, -2], now=0.0) is None
+
+
+def image(topic: str, seq: int, experiment: str = "e") -> TopicImage:
+    return TopicImage(topic, experiment, "", seq, float(seq), "image/png", f"d{seq}", b"x")
+
+
+async def test_a_slow_viewer_gets_only_the_latest_image_per_topic() -> None:
+    hub = Hub()
+    with hub.connect(Filter()) as (viewer, names):
+        assert names == []
+        for seq in range(1, 6):
+            hub.update(image("a", seq))
+        hub.update(image("b", 1))
+        assert [await viewer.next(), await viewer.next()] == [image("a", 5), image("b", 1)]
+        assert viewer.dropped == 4
+        hub.update(image("a", 5))  # the same image again is not sent twice
+        hub.remove("a")
+        assert await viewer.next() == Expired("a")
+        waiting = asyncio.create_task(viewer.next())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        waiting.cancel()  # cancelling a waiting next() is safe
+    assert hub.viewer_count == 0
+
+
+def test_filters() -> None:
+    everything = Filter()
+    detector = Filter.parse(["det/*", "exact"], ["cxi"])
+    assert everything.matches(image("any", 1))
+    assert detector.matches(image("det/sum", 1, "cxi"))
+    assert detector.matches(image("exact", 1, "cxi"))
+    assert not detector.matches(image("det/sum", 1, "mfx"))
+    assert not detector.matches(image("other", 1, "cxi"))
+    for bad in ("det/*", [1], ["x"] * 101):
+        with pytest.raises(ValueError):
+            Filter.parse(bad)
+
+
+def test_viewer_unregisters_on_error() -> None:
+    hub = Hub()
+    with pytest.raises(RuntimeError), hub.connect(Filter()):
+        assert hub.viewer_count == 1
+        raise RuntimeError("handler failed")
+    assert hub.viewer_count == 0
