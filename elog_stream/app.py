@@ -44,11 +44,14 @@ def web_directory() -> Path:
     return packaged if packaged.is_dir() else here.parent / "web"
 
 
-def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, demo: bool = False, root_path: str = ""
+) -> FastAPI:
     """The service as an ASGI app; its lifespan owns the Redis connection and background tasks.
 
     ``settings`` defaults to ``Settings.from_env()``; with no Redis URL an embedded server is
-    started for the app's lifetime. ``demo`` also publishes demo plots.
+    started for the app's lifetime. ``demo`` also publishes demo plots. ``root_path`` is the
+    path prefix under which a reverse proxy serves the app (e.g. ``/elog``).
     """
     settings = settings or Settings.from_env()
 
@@ -69,6 +72,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastA
     app.include_router(viewer_socket.router)
     app.mount("/", StaticFiles(directory=web_directory(), html=True), name="viewer")
     app.add_middleware(SecurityHeaders)
+    if root_path:
+        app.add_middleware(PathPrefix, prefix=root_path)
     return app
 
 
@@ -91,7 +96,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        strict = not scope["path"].startswith(("/docs", "/redoc"))
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        strict = not path.startswith(("/docs", "/redoc"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -104,3 +110,25 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class PathPrefix:
+    """Serves the app under ``prefix`` whether or not the reverse proxy strips it.
+
+    Requests for ``/elog/api/topics`` (prefix kept) and ``/api/topics`` (prefix stripped) both
+    reach ``/api/topics``, and ``root_path`` is set so generated URLs carry the prefix.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError(f"root path must start and not end with '/': {prefix!r}")
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if path != self.prefix and not path.startswith(self.prefix + "/"):
+                path = self.prefix + path
+            scope = {**scope, "root_path": self.prefix, "path": path}
+        await self.app(scope, receive, send)

@@ -9,7 +9,7 @@ MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 
 def uvicorn_config(
-    app: FastAPI, host: str = "127.0.0.1", port: int = 8000, root_path: str = "", **kwargs: object
+    app: FastAPI, host: str = "127.0.0.1", port: int = 8000, **kwargs: object
 ) -> uvicorn.Config:
     """A uvicorn Config for ``app``: no permessage-deflate (PNG does not compress, and deflate
     cut fan-out to ~26 MB/s here), small client messages, pings to find dead viewers."""
@@ -17,7 +17,6 @@ def uvicorn_config(
         app,
         host=host,
         port=port,
-        root_path=root_path,
         ws_per_message_deflate=False,
         ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
         ws_ping_interval=20,

@@ -61,7 +61,7 @@ def run_service(
     Waits until it answers, and with ``wait_healthy`` until /healthz says 200.
     """
     config = uvicorn_config(
-        create_app(settings), port=port, root_path=root_path, log_level="warning"
+        create_app(settings, root_path=root_path), port=port, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import RunningService, jpeg, png, run_service, wait_for
+from support import RunningService, jpeg, png, receive_image, run_service, wait_for
+from websockets.asyncio.client import connect
 
 from elog_stream import Publisher
 from elog_stream.config import Settings
@@ -120,3 +121,19 @@ def test_viewer_page_is_served_with_a_strict_csp(service: RunningService) -> Non
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_served_under_a_path_prefix_with_or_without_stripping(
+    settings: Settings, publisher: Publisher
+) -> None:
+    publisher.publish("prefixed", "e", png("p"))
+    with run_service(settings, root_path="/elog") as service:
+        assert service.url.endswith("/elog/")
+        origin = service.url.removesuffix("elog/")
+        for base in (service.url, origin):  # a proxy that keeps or strips the prefix
+            assert httpx.get(base).headers["content-type"].startswith("text/html")
+            response = httpx.get(base + "api/topics/prefixed/image")
+            assert response.content == png("p")
+        async with connect(service.ws_url) as ws:
+            header, data = await receive_image(ws, "prefixed")
+            assert data == png("p")
