@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from .errors import ImageTooLargeError, RedisUnavailableError
+from .history import read_history, read_history_image
 from .protocol import TopicImage
 from .service import Service
 
@@ -49,6 +50,19 @@ class Health(BaseModel):
     viewers: int
 
 
+class HistoryEntry(BaseModel):
+    """One kept image of a topic (the bytes are at ``…/history/{seq}/image``)."""
+
+    topic: str
+    seq: int
+    experiment: str
+    description: str
+    updated_at: float
+    content_type: str
+    size: int
+    digest: str
+
+
 def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
@@ -70,6 +84,33 @@ async def list_topics(service: ServiceDep) -> list[Topic]:
     return [Topic(**image.topic_object()) for image in service.hub.images()]
 
 
+@router.get("/api/topics/{topic:topic}/history", responses={404: {}})
+async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
+    """The topic's kept images, newest first: metadata only, fetch images one by one."""
+    current = _live(service, topic)
+    entries = await read_history(service.publisher.redis, service.settings.keys, topic)
+    if not entries or entries[0]["seq"] < current.seq:  # a publisher that keeps no history
+        entries.insert(0, current.metadata())
+    return [HistoryEntry(**entry) for entry in entries]
+
+
+@router.get(
+    "/api/topics/{topic:topic}/history/{seq:int}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 304: {}, 404: {}},
+)
+async def history_image(topic: str, seq: int, request: Request, service: ServiceDep) -> Response:
+    """One kept image of the topic, by sequence number."""
+    current = _live(service, topic)
+    if current.seq == seq:
+        return _image_response(request, current.data, current.content_type, current.digest)
+    found = await read_history_image(service.publisher.redis, service.settings.keys, topic, seq)
+    if found is None:
+        raise HTTPException(404, f"image {seq} of topic {topic!r} is not kept")
+    meta, data = found
+    return _image_response(request, data, meta["content_type"], meta["digest"])
+
+
 @router.head("/api/topics/{topic:topic}/image", include_in_schema=False)
 @router.get(
     "/api/topics/{topic:topic}/image",
@@ -79,10 +120,14 @@ async def list_topics(service: ServiceDep) -> list[Topic]:
 async def topic_image(topic: str, request: Request, service: ServiceDep) -> Response:
     """The topic's current image; ETag is its digest, so unchanged images answer 304."""
     image = _live(service, topic)
-    headers = {"ETag": f'"{image.digest}"', "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") in (headers["ETag"], image.digest):
+    return _image_response(request, image.data, image.content_type, image.digest)
+
+
+def _image_response(request: Request, data: bytes, content_type: str, digest: str) -> Response:
+    headers = {"ETag": f'"{digest}"', "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") in (headers["ETag"], digest):
         return Response(status_code=304, headers=headers)
-    return Response(image.data, media_type=image.content_type, headers=headers)
+    return Response(data, media_type=content_type, headers=headers)
 
 
 @router.get("/api/topics/{topic:topic}", responses={404: {}})

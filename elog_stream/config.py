@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .images import DEFAULT_MAX_IMAGE_BYTES
-from .protocol import DEFAULT_PREFIX, DEFAULT_TTL, Keys
+from .protocol import (
+    DEFAULT_HISTORY_BYTES,
+    DEFAULT_HISTORY_LENGTH,
+    DEFAULT_PREFIX,
+    DEFAULT_TTL,
+    Keys,
+    Limits,
+)
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -19,16 +26,24 @@ class Settings:
     redis_url: str | None = None
     prefix: str = DEFAULT_PREFIX
     ttl: int = DEFAULT_TTL
+    history_length: int = DEFAULT_HISTORY_LENGTH
+    history_bytes: int = DEFAULT_HISTORY_BYTES
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     slow_viewer_timeout: float = 30.0
     keys: Keys = field(init=False)
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         if self.ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, not {self.ttl}")
         if self.max_image_bytes <= 0:
             raise ValueError(f"max_image_bytes must be positive, not {self.max_image_bytes}")
+        if self.history_length < 0 or self.history_bytes < 0:
+            raise ValueError("history_length and history_bytes must not be negative")
         object.__setattr__(self, "keys", Keys(self.prefix))
+        object.__setattr__(
+            self, "limits", Limits(self.ttl, self.history_length, self.history_bytes)
+        )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -38,6 +53,8 @@ class Settings:
             "redis_url": env.get("ELOG_REDIS_URL") or None,
             "prefix": env.get("ELOG_PREFIX", DEFAULT_PREFIX),
             "ttl": int(env.get("ELOG_TTL", DEFAULT_TTL)),
+            "history_length": int(env.get("ELOG_HISTORY_LENGTH", DEFAULT_HISTORY_LENGTH)),
+            "history_bytes": int(env.get("ELOG_HISTORY_BYTES", DEFAULT_HISTORY_BYTES)),
             "max_image_bytes": int(env.get("ELOG_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)),
             "slow_viewer_timeout": float(env.get("ELOG_SLOW_VIEWER_TIMEOUT", 30.0)),
         }

@@ -13,6 +13,8 @@ from .images import sniff_content_type
 
 DEFAULT_PREFIX = "elog:"
 DEFAULT_TTL = 3600
+DEFAULT_HISTORY_LENGTH = 50
+DEFAULT_HISTORY_BYTES = 50 * 1024 * 1024
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
 
@@ -38,6 +40,9 @@ class Keys:
         if not (name.startswith(head) and name.endswith("}")):
             raise ValueError(f"{name!r} is not a topic key under prefix {self.prefix!r}")
         return name[len(head) : -1]
+
+    def history(self, topic: str) -> str:
+        return f"{self.prefix}history:{{{topic}}}"
 
     @property
     def channel(self) -> str:
@@ -136,39 +141,95 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def publish_transaction(
+# The publish operation, documented verbatim in docs/protocol.md (a test keeps them equal).
+PUBLISH_SCRIPT = """\
+-- elog-stream publish (protocol v1): store, count, keep history, expire, notify; atomically.
+-- KEYS[1] topic hash {prefix}topic:{T}     KEYS[2] history hash {prefix}history:{T}
+-- ARGV[1] channel {prefix}updates          ARGV[2] notification {"topic":"T"}
+-- ARGV[3] ttl in seconds                   ARGV[4] history length (0 keeps no history)
+-- ARGV[5] history byte budget              ARGV[6] history entry JSON (metadata, no seq)
+-- ARGV[7...] field, value pairs of the topic hash
+-- Returns the topic's new sequence number.
+local topic, history = KEYS[1], KEYS[2]
+local ttl, keep, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local seq = redis.call('HINCRBY', topic, 'seq', 1)
+redis.call('HSET', topic, unpack(ARGV, 7))
+redis.call('EXPIRE', topic, ttl)
+if keep > 0 then
+  local first = tonumber(redis.call('HGET', history, 'first'))
+  if first == nil or first > seq or redis.call('HEXISTS', history, 'meta:' .. seq) == 1 then
+    -- none yet, or left over from before the topic expired and restarted at 1
+    redis.call('DEL', history)
+    first = seq
+  end
+  local image = redis.call('HGET', topic, 'pngimage')
+  redis.call('HSET', history, 'meta:' .. seq, ARGV[6], 'image:' .. seq, image)
+  local bytes = redis.call('HINCRBY', history, 'bytes', string.len(image))
+  while first < seq and (seq - first >= keep or bytes > budget) do
+    local size = redis.call('HSTRLEN', history, 'image:' .. first)
+    bytes = redis.call('HINCRBY', history, 'bytes', -size)
+    redis.call('HDEL', history, 'meta:' .. first, 'image:' .. first)
+    first = first + 1
+  end
+  redis.call('HSET', history, 'first', first)
+  redis.call('EXPIRE', history, ttl)
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return seq
+"""
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    keys: list[str]
+    args: list[Any]
+
+
+def publish_call(
     keys: Keys,
     topic: str,
     experiment: str,
     description: str,
     data: bytes,
     content_type: str,
-    ttl: int,
+    limits: Limits,
     now: float,
-) -> list[tuple[Any, ...]]:
-    """The commands of one publish, to run in a single MULTI/EXEC.
+) -> ScriptCall:
+    """The keys and arguments of one ``PUBLISH_SCRIPT`` call; it returns the new seq.
 
-    The reply at index ``SEQ_REPLY`` is the topic's new sequence number. The names and image
-    must already be validated.
+    The names and image must already be validated.
     """
-    key = keys.topic(topic)
     fields = {
         "experiment": experiment,
         "description": description,
-        "pngimage": data,
         "content_type": content_type,
         "updated_at": f"{now:.6f}",
         "digest": digest(data),
     }
-    return [
-        ("HSET", key, *[item for pair in fields.items() for item in pair]),
-        ("HINCRBY", key, "seq", 1),
-        ("EXPIRE", key, ttl),
-        ("PUBLISH", keys.channel, encode_notification(topic)),
-    ]
+    entry = json.dumps({**fields, "updated_at": round(now, 6), "size": len(data)})
+    return ScriptCall(
+        keys=[keys.topic(topic), keys.history(topic)],
+        args=[
+            keys.channel,
+            encode_notification(topic),
+            limits.ttl,
+            limits.history_length,
+            limits.history_bytes,
+            entry,
+            *[item for pair in fields.items() for item in pair],
+            "pngimage",
+            data,
+        ],
+    )
 
 
-SEQ_REPLY = 1
+@dataclass(frozen=True)
+class Limits:
+    """How long topics live and how much history each keeps."""
+
+    ttl: int = DEFAULT_TTL
+    history_length: int = DEFAULT_HISTORY_LENGTH
+    history_bytes: int = DEFAULT_HISTORY_BYTES
 
 
 def encode_notification(topic: str) -> bytes:

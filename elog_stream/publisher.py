@@ -21,10 +21,11 @@ from .config import DEFAULT_REDIS_URL, Settings, redact_url
 from .errors import RedisUnavailableError, TopicNotFoundError
 from .images import check_image, image_bytes
 from .protocol import (
-    SEQ_REPLY,
+    PUBLISH_SCRIPT,
+    ScriptCall,
     TopicImage,
     parse_read,
-    publish_transaction,
+    publish_call,
     read_commands,
     validate_description,
     validate_experiment,
@@ -32,13 +33,14 @@ from .protocol import (
 )
 
 _SCAN_BATCH = 100
+_OPTIONS = {"prefix", "ttl", "history_length", "history_bytes", "max_image_bytes"}
 
 
 class _Core:
     """Validation, command building and error translation shared by both publishers."""
 
     def __init__(self, redis_url: str | None, options: dict[str, Any]) -> None:
-        unknown = set(options) - {"prefix", "ttl", "max_image_bytes"}
+        unknown = set(options) - _OPTIONS
         if unknown:
             raise TypeError(f"unknown publisher options: {', '.join(sorted(unknown))}")
         self.settings = Settings.from_env(redis_url=redis_url, **options)
@@ -49,18 +51,18 @@ class _Core:
         validate_experiment(experiment)
         validate_description(description)
 
-    def transaction(
+    def publish_call(
         self, topic: str, experiment: str, data: bytes, description: str
-    ) -> list[tuple[Any, ...]]:
+    ) -> ScriptCall:
         content_type = check_image(data, self.settings.max_image_bytes)
-        return publish_transaction(
+        return publish_call(
             self.settings.keys,
             topic,
             experiment,
             description,
             data,
             content_type,
-            self.settings.ttl,
+            self.settings.limits,
             time.time(),
         )
 
@@ -81,8 +83,9 @@ class _Core:
 class Publisher:
     """Publishes images to Redis and reads them back (blocking).
 
-    ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then ``redis://localhost:6379/0``. Options:
-    ``prefix``, ``ttl`` (seconds), ``max_image_bytes``. Nothing connects until the first call.
+    ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then ``redis://localhost:6379/0``. Options
+    (defaults from ``ELOG_*`` variables): ``prefix``, ``ttl`` (seconds), ``history_length``,
+    ``history_bytes``, ``max_image_bytes``. Nothing connects until the first call.
     Methods raise RedisUnavailableError when Redis cannot be reached. Safe to share between
     threads.
     """
@@ -92,6 +95,7 @@ class Publisher:
         self._redis = redis.Redis.from_url(
             self._core.url, socket_connect_timeout=5, socket_timeout=30
         )
+        self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
 
     @property
     def settings(self) -> Settings:
@@ -109,12 +113,9 @@ class Publisher:
         InvalidNameError or InvalidImageError (both ValueError) for bad input.
         """
         self._core.check_names(topic, experiment, description)
-        commands = self._core.transaction(topic, experiment, image_bytes(image), description)
+        call = self._core.publish_call(topic, experiment, image_bytes(image), description)
         with self._core.translate_errors():
-            pipe = self._redis.pipeline(transaction=True)
-            for command in commands:
-                pipe.execute_command(*command)
-            return int(pipe.execute()[SEQ_REPLY])
+            return int(self._publish_script(keys=call.keys, args=call.args))
 
     def grab(self, topic: str) -> TopicImage:
         """The current image of ``topic``; raises TopicNotFoundError if there is none."""
@@ -161,6 +162,7 @@ class AsyncPublisher:
         self._redis = redis.asyncio.Redis.from_url(
             self._core.url, socket_connect_timeout=5, socket_timeout=30
         )
+        self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
 
     @property
     def settings(self) -> Settings:
@@ -176,12 +178,9 @@ class AsyncPublisher:
         self._core.check_names(topic, experiment, description)
         if not isinstance(image, bytes | bytearray | memoryview):
             image = await asyncio.to_thread(image_bytes, image)
-        commands = self._core.transaction(topic, experiment, bytes(image), description)
+        call = self._core.publish_call(topic, experiment, bytes(image), description)
         with self._core.translate_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                return int((await pipe.execute())[SEQ_REPLY])
+            return int(await self._publish_script(keys=call.keys, args=call.args))
 
     async def grab(self, topic: str) -> TopicImage:
         """See Publisher.grab."""

@@ -44,6 +44,8 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             redis_url,
             prefix=settings.prefix,
             ttl=settings.ttl,
+            history_length=settings.history_length,
+            history_bytes=settings.history_bytes,
             max_image_bytes=settings.max_image_bytes,
         )
         stack.push_async_callback(publisher.aclose)
