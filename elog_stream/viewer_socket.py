@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 CLOSE_TOO_SLOW = 4008
+CLOSE_WAIT = 60.0
 
 
 @router.websocket("/ws")
@@ -96,7 +97,9 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:
                     await websocket.send_text(json.dumps(item))
         except TimeoutError:
             reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1):
+            # The close frame goes out once the viewer reads again; give up on it after a while
+            # (its memory is bounded either way: one frame in the transport buffer).
+            with contextlib.suppress(TimeoutError, OSError, RuntimeError):
+                async with asyncio.timeout(CLOSE_WAIT):
                     await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
             return reason
