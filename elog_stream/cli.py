@@ -80,17 +80,15 @@ def _options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from .app import create_app
-    from .server import uvicorn_config
+    from .server import Server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = Settings.from_env(redis_url=args.redis_url, prefix=args.prefix)
     app = create_app(settings, demo=args.demo, root_path=args.root_path.rstrip("/"))
     shown_host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
     print(f"elog-stream: viewer at http://{shown_host}:{args.port}{args.root_path}/", flush=True)
-    uvicorn.Server(uvicorn_config(app, args.host, args.port)).run()
+    Server(app, args.host, args.port).run()
 
 
 def _publish(args: argparse.Namespace) -> None:

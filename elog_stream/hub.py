@@ -8,6 +8,7 @@ buffering them, and memory per viewer is bounded by the number of topics, not by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 from collections import deque
@@ -27,6 +28,17 @@ class Expired:
     """A topic whose image has expired in Redis."""
 
     topic: str
+
+
+@dataclass(frozen=True)
+class Close:
+    """The viewer must be disconnected with this WebSocket close code and reason."""
+
+    code: int
+    reason: str
+
+
+CLOSE_GOING_AWAY = Close(1001, "server shutting down")
 
 
 Item = TopicImage | Expired
@@ -84,7 +96,13 @@ class Viewer:
         self._pending: dict[str, Item] = {}
         self._sent: dict[str, tuple[int, float, str]] = {}
         self._messages: deque[Message] = deque(maxlen=MAX_PENDING_MESSAGES)
+        self._close: Close | None = None
         self._ready = asyncio.Event()
+
+    def close(self, close: Close) -> None:
+        """Make ``next`` return ``close`` from now on, before anything else."""
+        self._close = close
+        self._ready.set()
 
     def say(self, message: Message) -> None:
         """Queue a control message; it goes out before any pending image."""
@@ -103,14 +121,16 @@ class Viewer:
         self._pending[item.topic] = item
         self._ready.set()
 
-    async def next(self) -> Item | Message:
-        """Wait for and take the next message, else the oldest pending item.
+    async def next(self) -> Item | Message | Close:
+        """Wait for and take a Close if any, else the next message, else the oldest item.
 
         Cancelling is safe: nothing is taken.
         """
-        while not self._pending and not self._messages:
+        while not self._pending and not self._messages and self._close is None:
             self._ready.clear()
             await self._ready.wait()
+        if self._close is not None:
+            return self._close
         if self._messages:
             return self._messages.popleft()
         topic = next(iter(self._pending))
@@ -144,6 +164,9 @@ class Hub:
     def __init__(self) -> None:
         self._images: dict[str, TopicImage] = {}
         self._viewers: set[Viewer] = set()
+        self._closing = False
+        self._no_viewers = asyncio.Event()
+        self._no_viewers.set()
 
     def images(self) -> list[TopicImage]:
         """Every live image, newest first."""
@@ -205,8 +228,26 @@ class Hub:
         """
         viewer = Viewer(Filter())
         names = viewer.refilter(filter, self.images())
+        if self._closing:
+            viewer.close(CLOSE_GOING_AWAY)
         self._viewers.add(viewer)
+        self._no_viewers.clear()
         try:
             yield viewer, names
         finally:
             self._viewers.discard(viewer)
+            if not self._viewers:
+                self._no_viewers.set()
+
+    async def close_viewers(self, timeout: float) -> int:
+        """Ask every viewer, present and future, to disconnect with 1001 ("going away").
+
+        Waits up to ``timeout`` seconds for them to be gone; returns how many are left.
+        """
+        self._closing = True
+        for viewer in self._viewers:
+            viewer.close(CLOSE_GOING_AWAY)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._no_viewers.wait()
+        return len(self._viewers)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket
 
-from .hub import Expired, Filter, Hub, Viewer
+from .hub import Close, Expired, Filter, Hub, Viewer
 from .protocol import TopicImage
 from .service import Service
 
@@ -93,6 +93,9 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:
                     await websocket.send_bytes(item.data)
                 elif isinstance(item, Expired):
                     await websocket.send_text(json.dumps({"type": "expired", "topic": item.topic}))
+                elif isinstance(item, Close):
+                    await websocket.close(code=item.code, reason=item.reason)
+                    return item.reason
                 else:
                     await websocket.send_text(json.dumps(item))
         except TimeoutError:

@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from elog_stream import Publisher
 from elog_stream.app import create_app
 from elog_stream.config import Settings
-from elog_stream.server import uvicorn_config
+from elog_stream.server import Server
 
 DEADLINE = 15.0
 
@@ -60,10 +60,7 @@ def run_service(
 
     Waits until it answers, and with ``wait_healthy`` until /healthz says 200.
     """
-    config = uvicorn_config(
-        create_app(settings, root_path=root_path), port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    server = Server(create_app(settings, root_path=root_path), port=port, log_level="warning")
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     try:
