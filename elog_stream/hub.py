@@ -12,7 +12,7 @@ import contextlib
 import fnmatch
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -94,7 +94,9 @@ class Viewer:
         self.filter = filter
         self.dropped = 0
         self._pending: dict[str, Item] = {}
-        self._sent: dict[str, tuple[int, float, str]] = {}
+        # What the client holds per topic: (seq, digest), digest None when the client only
+        # told us the seq (resuming a connection).
+        self._sent: dict[str, tuple[int, str | None]] = {}
         self._messages: deque[Message] = deque(maxlen=MAX_PENDING_MESSAGES)
         self._close: Close | None = None
         self._ready = asyncio.Event()
@@ -112,7 +114,7 @@ class Viewer:
     def offer(self, item: Item) -> None:
         """Queue ``item``, replacing any older pending item of the same topic. Never blocks."""
         if isinstance(item, TopicImage):
-            if not self.filter.matches(item) or self._sent.get(item.topic) == _identity(item):
+            if not self.filter.matches(item) or self._holds(item):
                 return
         elif item.topic not in self._sent and item.topic not in self._pending:
             return
@@ -136,17 +138,26 @@ class Viewer:
         topic = next(iter(self._pending))
         item = self._pending.pop(topic)
         if isinstance(item, TopicImage):
-            self._sent[topic] = _identity(item)
+            self._sent[topic] = (item.seq, item.digest)
         else:
             self._sent.pop(topic, None)
         return item
 
-    def refilter(self, filter: Filter, live: Iterable[TopicImage]) -> list[str]:
-        """Switch to ``filter``; queue the matching images of ``live`` not sent yet.
+    def _holds(self, image: TopicImage) -> bool:
+        sent = self._sent.get(image.topic)
+        return sent is not None and sent[0] == image.seq and sent[1] in (None, image.digest)
 
+    def refilter(
+        self, filter: Filter, live: Iterable[TopicImage], have: Mapping[str, int] | None = None
+    ) -> list[str]:
+        """Switch to ``filter``; queue the matching images of ``live`` the client lacks.
+
+        ``have`` maps topics to the seq the client already holds (from a previous connection).
         Returns the names of the live topics that match, for the ``sync`` frame.
         """
         self.filter = filter
+        for topic, seq in (have or {}).items():
+            self._sent.setdefault(topic, (seq, None))
         for topic, item in list(self._pending.items()):
             if isinstance(item, TopicImage) and not filter.matches(item):
                 del self._pending[topic]
@@ -220,14 +231,14 @@ class Hub:
         ]
 
     @contextmanager
-    def connect(self, filter: Filter) -> Iterator[tuple[Viewer, list[str]]]:
-        """Register a viewer with ``filter``, pre-loaded with the matching snapshot.
+    def connect(self, filter: Filter, snapshot: bool = True) -> Iterator[tuple[Viewer, list[str]]]:
+        """Register a viewer with ``filter``, pre-loaded with the matching snapshot if asked.
 
         Yields the viewer and the names for its first ``sync`` frame; unregisters on exit,
         also on error or cancellation.
         """
-        viewer = Viewer(Filter())
-        names = viewer.refilter(filter, self.images())
+        viewer = Viewer(filter)
+        names = viewer.refilter(filter, self.images()) if snapshot else []
         if self._closing:
             viewer.close(CLOSE_GOING_AWAY)
         self._viewers.add(viewer)

@@ -21,6 +21,7 @@ router = APIRouter()
 
 CLOSE_TOO_SLOW = 4008
 CLOSE_WAIT = 60.0
+MAX_HAVE = 10_000
 
 
 @router.websocket("/ws")
@@ -28,6 +29,7 @@ async def viewer_socket(
     websocket: WebSocket,
     topic: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     experiment: Annotated[list[str], Query()] = [],  # noqa: B006
+    resume: bool = False,
 ) -> None:
     service: Service = websocket.app.state.service
     await websocket.accept()
@@ -36,8 +38,10 @@ async def viewer_socket(
     except ValueError as exc:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
-    with service.hub.connect(filter) as (viewer, names):
-        viewer.say({"type": "sync", "topics": names})
+    # Resuming, the client first says what it holds; nothing is sent before that.
+    with service.hub.connect(filter, snapshot=not resume) as (viewer, names):
+        if not resume:
+            viewer.say({"type": "sync", "topics": names})
         reason = await _first_to_finish(
             _receive(websocket, viewer, service.hub),
             _send(websocket, viewer, service.settings.slow_viewer_timeout),
@@ -76,11 +80,24 @@ async def _receive(websocket: WebSocket, viewer: Viewer, hub: Hub) -> str:
             if not isinstance(request, dict) or request.get("type") != "subscribe":
                 raise ValueError('expected {"type": "subscribe", "topics": [...], ...}')
             filter = Filter.parse(request.get("topics"), request.get("experiments"))
+            have = _parse_have(request.get("have"))
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             viewer.say({"type": "error", "message": f"bad message: {exc}"})
             continue
-        names = viewer.refilter(filter, hub.images())
+        names = viewer.refilter(filter, hub.images(), have)
         viewer.say({"type": "sync", "topics": names})
+
+
+def _parse_have(have: object) -> dict[str, int]:
+    if have is None:
+        return {}
+    if (
+        not isinstance(have, dict)
+        or len(have) > MAX_HAVE
+        or not all(isinstance(seq, int) and not isinstance(seq, bool) for seq in have.values())
+    ):
+        raise ValueError(f"have must map at most {MAX_HAVE} topics to their seq numbers")
+    return have
 
 
 async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:

@@ -201,3 +201,35 @@ def service_topics(service: RunningService) -> list[str]:
     import httpx
 
     return [t["topic"] for t in httpx.get(service.url + "api/topics").json()]
+
+
+async def test_a_resuming_viewer_gets_only_what_changed(
+    service: RunningService, publisher: Publisher
+) -> None:
+    publisher.publish("resume/a", "e", png("a1"))
+    publisher.publish("resume/b", "e", png("b1"))
+    publisher.publish("resume/gone", "e", png("g"))
+    wait_for(lambda: len(service_topics(service)) == 3, "three topics")
+    async with connect(service.ws_url) as ws:
+        await receive(ws, "sync")
+        held = {}
+        for _ in range(3):
+            header, _ = await receive_image(ws)
+            held[header["topic"]] = header["seq"]
+    # While away: a changes, gone expires (deleted here), b stays as it was.
+    await asyncio.to_thread(publisher.publish, "resume/a", "e", png("a2"))
+    publisher.redis.delete(publisher.settings.keys.topic("resume/gone"))
+    publisher.redis.publish(publisher.settings.keys.channel, '{"topic": "resume/gone"}')
+    wait_for(lambda: sorted(service_topics(service)) == ["resume/a", "resume/b"], "the change")
+
+    async with connect(service.ws_url + "?resume=1") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "have": held}))
+        assert sorted((await receive(ws, "sync"))["topics"]) == ["resume/a", "resume/b"]
+        header, data = await receive_image(ws)
+        assert (header["topic"], header["seq"], data) == ("resume/a", 2, png("a2"))
+        # b is not sent again: the next image is the next publish.
+        await asyncio.to_thread(publisher.publish, "resume/c", "e", png("c"))
+        header, _ = await receive_image(ws)
+        assert header["topic"] == "resume/c"
+        await ws.send(json.dumps({"type": "subscribe", "have": {"x": "seven"}}))
+        assert "have must map" in (await receive(ws, "error"))["message"]
