@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 from .errors import ElogError
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace) -> dict[str, str]:
+def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"prefix": args.prefix} if args.prefix is not None else {}
 
 

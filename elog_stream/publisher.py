@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ from .protocol import (
     validate_experiment,
     validate_topic,
 )
+from .retry import RetryBuffer
 
 _SCAN_BATCH = 100
 _OPTIONS = {"prefix", "ttl", "history_length", "history_bytes", "max_image_bytes"}
@@ -155,14 +157,21 @@ class AsyncPublisher:
 
     Figures and files are rendered/read in a worker thread so the event loop keeps running.
     Cancelling a call is safe: a publish either happened whole or not at all.
+
+    ``retry_buffer=N`` (default 0: raise at once) rides out Redis outages: the newest image of
+    up to N topics is kept and retried with backoff until Redis answers; images dropped on the
+    way are logged and counted in ``dropped``.
     """
 
-    def __init__(self, redis_url: str | None = None, **options: Any) -> None:
+    def __init__(
+        self, redis_url: str | None = None, *, retry_buffer: int = 0, **options: Any
+    ) -> None:
         self._core = _Core(redis_url, options)
         self._redis = redis.asyncio.Redis.from_url(
             self._core.url, socket_connect_timeout=5, socket_timeout=30
         )
         self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
+        self._retry = RetryBuffer(self._send, retry_buffer) if retry_buffer else None
 
     @property
     def settings(self) -> Settings:
@@ -173,12 +182,39 @@ class AsyncPublisher:
         """The underlying redis.asyncio client, owned by this publisher."""
         return self._redis
 
-    async def publish(self, topic: str, experiment: str, image: Any, description: str = "") -> int:
-        """See Publisher.publish."""
+    async def publish(
+        self, topic: str, experiment: str, image: Any, description: str = ""
+    ) -> int | None:
+        """See Publisher.publish.
+
+        With a ``retry_buffer``, a publish that finds Redis unreachable (or finds others still
+        waiting) is kept for retrying and None is returned instead of raising.
+        """
         self._core.check_names(topic, experiment, description)
         if not isinstance(image, bytes | bytearray | memoryview):
             image = await asyncio.to_thread(image_bytes, image)
         call = self._core.publish_call(topic, experiment, bytes(image), description)
+        if self._retry is None:
+            return await self._send(call)
+        if not self._retry.pending:  # else this one must not overtake the waiting ones
+            try:
+                return await self._send(call)
+            except RedisUnavailableError:
+                pass
+        self._retry.add(topic, call)
+        return None
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Images dropped by the retry buffer, counted by topic (empty without one)."""
+        return self._retry.dropped if self._retry else Counter()
+
+    async def flush(self) -> None:
+        """Wait until every publish kept for retrying has been sent. Cancelling is safe."""
+        if self._retry is not None:
+            await self._retry.wait_empty()
+
+    async def _send(self, call: ScriptCall) -> int:
         with self._core.translate_errors():
             return int(await self._publish_script(keys=call.keys, args=call.args))
 
@@ -211,6 +247,9 @@ class AsyncPublisher:
             await self._redis.ping()
 
     async def aclose(self) -> None:
+        """Close the connection; publishes still kept for retrying are dropped and logged."""
+        if self._retry is not None:
+            await self._retry.aclose()
         await self._redis.aclose()
 
     async def __aenter__(self) -> AsyncPublisher:

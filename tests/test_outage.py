@@ -9,9 +9,9 @@ import pytest
 from support import png, receive, receive_image, run_service, wait_for
 from websockets.asyncio.client import connect
 
-from elog_stream import AsyncPublisher, Publisher, RedisUnavailableError
+from elog_stream import AsyncPublisher, Publisher, RedisUnavailableError, TopicNotFoundError
 from elog_stream.config import Settings
-from elog_stream.embedded import EmbeddedRedis
+from elog_stream.embedded import EmbeddedRedis, free_port
 
 
 async def test_service_survives_a_redis_restart(prefix: str) -> None:
@@ -91,3 +91,34 @@ def test_service_starts_while_redis_is_down_and_catches_up(prefix: str) -> None:
                 lambda: httpx.get(service.url + "api/topics/late").status_code == 200,
                 "the topic published before the service subscribed",
             )
+
+
+async def test_async_publisher_buffers_latest_per_topic_while_redis_is_down(prefix: str) -> None:
+    redis_server = EmbeddedRedis().start()
+    try:
+        async with AsyncPublisher(redis_server.url, prefix=prefix, retry_buffer=2) as publisher:
+            assert await publisher.publish("buf/a", "e", png("a0")) == 1
+            redis_server.stop()
+            assert await publisher.publish("buf/a", "e", png("a1")) is None
+            assert await publisher.publish("buf/a", "e", png("a2")) is None  # replaces a1
+            assert await publisher.publish("buf/b", "e", png("b1")) is None
+            assert await publisher.publish("buf/c", "e", png("c1")) is None  # evicts a2
+            assert publisher.dropped == {"buf/a": 2}
+
+            redis_server = EmbeddedRedis(port=redis_server.port).start()
+            async with asyncio.timeout(15):
+                await publisher.flush()
+            assert (await publisher.grab("buf/b")).data == png("b1")
+            assert (await publisher.grab("buf/c")).data == png("c1")
+            with pytest.raises(TopicNotFoundError):  # the server restarted empty
+                await publisher.grab("buf/a")
+            assert await publisher.publish("buf/a", "e", png("a3")) == 1  # direct again
+    finally:
+        redis_server.stop()
+
+
+async def test_closing_a_publisher_reports_what_never_got_sent(prefix: str) -> None:
+    publisher = AsyncPublisher(f"redis://127.0.0.1:{free_port()}/0", retry_buffer=5)
+    assert await publisher.publish("never", "e", png()) is None
+    await publisher.aclose()
+    assert publisher.dropped == {"never": 1}
