@@ -1,0 +1,38 @@
+// Human-readable times and sizes.
+
+/** "just now", "3 s ago", "5 min ago", "2 h ago", "3 d ago" for a Unix time in seconds. */
+export function ago(unixSeconds, nowMs = Date.now()) {
+  // Clamped at zero: the server's clock may run slightly ahead of this machine's.
+  const seconds = Math.max(0, Math.floor(nowMs / 1000 - unixSeconds));
+  if (seconds < 1) return 'just now';
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+/** Local date and time of a Unix time in seconds, e.g. "2025-11-25 14:01:08". */
+export function localTime(unixSeconds) {
+  const date = new Date(unixSeconds * 1000);
+  const pad = (n) => String(n).padStart(2, '0');
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
+
+export function isoTime(unixSeconds) {
+  return new Date(unixSeconds * 1000).toISOString();
+}
+
+export function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** The file name a downloaded image is saved under: the topic's last segment plus extension. */
+export function downloadName(topic, contentType) {
+  const base = topic.split('/').pop() || 'image';
+  return `${base}${contentType === 'image/jpeg' ? '.jpg' : '.png'}`;
+}

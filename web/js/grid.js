@@ -1,0 +1,234 @@
+// The live grid: one card per topic, images swapped in only once decoded.
+
+import { ago, isoTime, localTime } from './format.js';
+
+// Older than this and a card is drawn as stale (the publisher may have stopped).
+const STALE_SECONDS = 300;
+
+const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export function altText(header) {
+  return `Figure ${header.topic} of experiment ${header.experiment}, update ${header.seq}`;
+}
+
+/**
+ * One topic. `header` and `url` are those of the image on screen; both change together.
+ * The card owns `url` (an object URL) and revokes it when it is replaced or removed.
+ */
+class Card {
+  #token = 0;
+
+  constructor(topic, href) {
+    this.topic = topic;
+    this.header = null;
+    this.url = null;
+    this.removed = false;
+    this.experimentName = null; // of the newest image received, shown yet or not
+    this.item = element('li', 'card-item');
+    this.item.dataset.topic = topic;
+    this.link = element('a', 'card');
+    this.link.href = href;
+    this.link.dataset.topic = topic;
+    this.media = element('div', 'card-media');
+    this.img = element('div', 'card-placeholder', 'loading…');
+    this.media.append(this.img);
+    const body = element('div', 'card-body');
+    this.title = element('h2', 'card-topic', topic);
+    const meta = element('p', 'card-meta');
+    this.experiment = element('span', 'card-experiment');
+    this.seq = element('span', 'card-seq');
+    meta.append(this.experiment, this.seq);
+    this.description = element('p', 'card-description');
+    this.updated = element('time', 'card-updated');
+    body.append(this.title, meta, this.description, this.updated);
+    this.link.append(this.media, body);
+    this.item.append(this.link);
+  }
+
+  /**
+   * Show `blob` once it is decoded; resolves true if it reached the screen, false if a newer
+   * image arrived meanwhile (the newest wins) or it could not be decoded.
+   */
+  async show(header, blob) {
+    const token = ++this.#token;
+    if (this.header && header.digest && header.digest === this.header.digest) {
+      this.#render(header); // same picture (e.g. re-sent after a resubscribe): metadata only
+      return true;
+    }
+    const url = URL.createObjectURL(blob);
+    const img = new Image();
+    img.src = url;
+    try {
+      await img.decode();
+    } catch {
+      URL.revokeObjectURL(url);
+      if (token === this.#token && !this.removed) {
+        console.warn(`elog-stream: ${header.topic}: image ${header.seq} could not be decoded`);
+        this.item.classList.add('card-broken');
+      }
+      return false;
+    }
+    if (token !== this.#token || this.removed) {
+      URL.revokeObjectURL(url);
+      return false;
+    }
+    img.className = 'card-img';
+    img.alt = altText(header);
+    img.draggable = false;
+    this.img.replaceWith(img);
+    this.img = img;
+    this.item.classList.remove('card-broken');
+    const old = this.url;
+    this.url = url;
+    this.#render(header);
+    if (old) URL.revokeObjectURL(old);
+    this.#flash();
+    return true;
+  }
+
+  #render(header) {
+    this.header = header;
+    this.experiment.textContent = header.experiment;
+    this.seq.textContent = `#${header.seq}`;
+    this.seq.title = `update ${header.seq}`;
+    this.description.textContent = header.description;
+    this.link.setAttribute('aria-label', `${header.topic}, experiment ${header.experiment}`);
+    this.updated.dateTime = isoTime(header.updated_at);
+    this.updated.title = localTime(header.updated_at);
+    this.tick(Date.now());
+  }
+
+  #flash() {
+    if (reducedMotion.matches || !this.seq.animate) return;
+    // Only the number lights up: at one update a second a whole-card flash never settles.
+    this.seq.animate([{ color: 'var(--accent)' }, { color: 'inherit' }], {
+      duration: 1500,
+      easing: 'ease-out',
+    });
+  }
+
+  tick(now) {
+    if (!this.header) return;
+    const text = `updated ${ago(this.header.updated_at, now)}`;
+    // Compared first: a wall screen of many cards should not re-lay out text every second.
+    if (this.updated.textContent !== text) this.updated.textContent = text;
+    this.item.classList.toggle('card-stale', now / 1000 - this.header.updated_at > STALE_SECONDS);
+  }
+
+  destroy() {
+    this.removed = true;
+    this.#token += 1;
+    this.item.remove();
+    if (this.url) URL.revokeObjectURL(this.url);
+    this.url = null;
+  }
+}
+
+export class Grid {
+  #list;
+  #cards = new Map();
+  #filter = null;
+  #hrefFor;
+  #onSwap;
+
+  /**
+   * `list` is the <ul>; `onOpen(topic)` is called for a plain click or Enter on a card,
+   * `onSwap(card)` after a card shows a new image, `hrefFor(topic)` gives a card's link.
+   */
+  constructor(list, { onOpen, onSwap, hrefFor }) {
+    this.#list = list;
+    this.#onSwap = onSwap;
+    this.#hrefFor = hrefFor;
+    list.addEventListener('click', (event) => {
+      const link = event.target.closest('a.card');
+      // Modified clicks keep their browser meaning (new tab, copy link, ...).
+      const modified = event.ctrlKey || event.metaKey || event.shiftKey || event.altKey;
+      if (!link || event.button !== 0 || modified) return;
+      event.preventDefault();
+      onOpen(link.dataset.topic);
+    });
+  }
+
+  get(topic) {
+    return this.#cards.get(topic);
+  }
+
+  topics() {
+    return [...this.#cards.keys()];
+  }
+
+  get size() {
+    return this.#cards.size;
+  }
+
+  get visibleCount() {
+    let count = 0;
+    for (const card of this.#cards.values()) if (!card.item.hidden) count += 1;
+    return count;
+  }
+
+  /** Show a new image of `header.topic`, adding its card if it is new. */
+  async upsert(header, blob) {
+    let card = this.#cards.get(header.topic);
+    if (!card) {
+      card = new Card(header.topic, this.#hrefFor(header.topic));
+      this.#insertSorted(card);
+      this.#cards.set(header.topic, card);
+    }
+    card.experimentName = header.experiment;
+    this.#applyFilter(card);
+    if (await card.show(header, blob)) this.#onSwap(card);
+  }
+
+  #insertSorted(card) {
+    // Alphabetical, so a wall screen keeps its layout while images update.
+    for (const item of this.#list.children) {
+      if (item.dataset.topic.localeCompare(card.topic) > 0) {
+        item.before(card.item);
+        return;
+      }
+    }
+    this.#list.append(card.item);
+  }
+
+  remove(topic) {
+    const card = this.#cards.get(topic);
+    if (!card) return false;
+    card.destroy();
+    this.#cards.delete(topic);
+    return true;
+  }
+
+  /** Hide the cards `filter` excludes and point every card link at the new view. */
+  setFilter(filter) {
+    this.#filter = filter;
+    for (const card of this.#cards.values()) {
+      this.#applyFilter(card);
+      card.link.href = this.#hrefFor(card.topic);
+    }
+  }
+
+  #applyFilter(card) {
+    const filter = this.#filter;
+    card.item.hidden = Boolean(filter) && !filter.matches(card.topic, card.experimentName);
+  }
+
+  /** Experiments of the cards held, shown or not. */
+  experiments() {
+    const names = new Set();
+    for (const card of this.#cards.values()) names.add(card.experimentName);
+    return names;
+  }
+
+  tick() {
+    const now = Date.now();
+    for (const card of this.#cards.values()) if (!card.item.hidden) card.tick(now);
+  }
+}

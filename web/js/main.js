@@ -1,0 +1,294 @@
+// Wires the viewer together: URL <-> filter, socket -> grid, focus view, pause, indicator.
+
+import { Filter, fillExperiments } from './filter.js';
+import { FocusView } from './focus.js';
+import { Grid } from './grid.js';
+import { LIVE, LiveSocket, OFFLINE, RECONNECTING } from './socket.js';
+import { readView, socketUrl, topicsUrl, viewHref, writeView } from './urls.js';
+
+const EXPERIMENTS_EVERY_MS = 60_000;
+const TYPING_DELAY_MS = 250;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $('status'),
+  statusText: $('status-text'),
+  experiment: $('experiment'),
+  query: $('query'),
+  pause: $('pause'),
+  count: $('count'),
+  bar: $('bar'),
+  find: $('find'),
+  main: $('grid-view'),
+  list: $('grid'),
+  empty: $('empty'),
+  focus: $('focus'),
+};
+
+const initial = readView();
+let filter = new Filter(initial.experiment, initial.q);
+let connection = 'connecting';
+let paused = false;
+const held = new Map(); // topic -> {header, blob}: the newest image received while paused
+let apiExperiments = [];
+let apiTotal = 0; // live topics of every experiment, from the last GET api/topics
+const seenExperiments = new Set(); // in images received, so a new one is listed at once
+
+const grid = new Grid(ui.list, {
+  onOpen: (topic) => openFocus(topic, { push: true }),
+  onSwap: (card) => {
+    focus.update(card);
+    render();
+  },
+  hrefFor: (topic) => viewHref(viewOf(topic)),
+});
+const focus = new FocusView(ui.focus, { onClose: leaveFocus });
+const socket = new LiveSocket(() => socketUrl(filter), {
+  onStatus: showStatus,
+  onSync: sync,
+  onImage: receive,
+  onExpired: drop,
+});
+
+function viewOf(topic = focus.topic) {
+  return { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
+}
+
+// --- data from the socket -------------------------------------------------------------------
+
+function receive(header, blob) {
+  if (paused) {
+    held.set(header.topic, { header, blob });
+    render();
+    return;
+  }
+  grid.upsert(header, blob);
+  if (!seenExperiments.has(header.experiment)) {
+    seenExperiments.add(header.experiment);
+    refillExperiments();
+  }
+  render();
+}
+
+/** Drop what the server no longer lists. Cards outside the filter are kept, hidden: they are
+ *  not in the list only because we did not ask for them, and the next sync judges them. */
+function sync(topics, current) {
+  if (current) {
+    const live = new Set(topics);
+    for (const topic of grid.topics()) {
+      const experiment = grid.get(topic).experimentName;
+      if (!live.has(topic) && filter.matches(topic, experiment)) drop(topic);
+    }
+    for (const [topic, { header }] of held) {
+      if (!live.has(topic) && filter.matches(topic, header.experiment)) held.delete(topic);
+    }
+  }
+  loadExperiments();
+  render();
+}
+
+function drop(topic) {
+  held.delete(topic);
+  grid.remove(topic);
+  focus.expired(topic);
+  render();
+}
+
+// --- the experiment selector: needs every experiment, not just the filtered ones --------------
+
+let loading = null;
+let loadAgain = false;
+
+async function loadExperiments() {
+  if (loading) {
+    loadAgain = true;
+    return;
+  }
+  loading = (async () => {
+    try {
+      const response = await fetch(topicsUrl(), { headers: { Accept: 'application/json' } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const topics = await response.json();
+      apiExperiments = [...new Set(topics.map((topic) => topic.experiment))];
+      apiTotal = topics.length;
+      refillExperiments();
+      render();
+    } catch (error) {
+      console.warn('elog-stream: could not list topics:', error.message);
+    }
+  })();
+  await loading;
+  loading = null;
+  if (loadAgain) {
+    loadAgain = false;
+    loadExperiments();
+  }
+}
+
+function refillExperiments() {
+  fillExperiments(ui.experiment, [...apiExperiments, ...grid.experiments()], filter.experiment);
+}
+
+// --- filter ---------------------------------------------------------------------------------
+
+function setFilter(next) {
+  if (next.equals(filter)) return;
+  filter = next;
+  grid.setFilter(filter);
+  writeView(viewOf());
+  // Not connected: the next connection's URL carries the filter.
+  socket.subscribe(filter.subscribeMessage());
+  render();
+}
+
+let typing = 0;
+ui.query.addEventListener('input', () => {
+  clearTimeout(typing);
+  const apply = () => setFilter(new Filter(filter.experiment, ui.query.value));
+  typing = setTimeout(apply, TYPING_DELAY_MS);
+});
+ui.find.addEventListener('submit', (event) => {
+  event.preventDefault(); // Enter applies the filter at once instead of reloading the page
+  clearTimeout(typing);
+  setFilter(new Filter(ui.experiment.value, ui.query.value));
+});
+ui.experiment.addEventListener('change', () => {
+  clearTimeout(typing);
+  setFilter(new Filter(ui.experiment.value, ui.query.value));
+});
+
+// --- focus view -----------------------------------------------------------------------------
+
+function openFocus(topic, { push }) {
+  focus.open(topic, grid.get(topic));
+  ui.main.inert = true;
+  ui.bar.inert = true;
+  document.body.classList.add('focus-open');
+  writeView(viewOf(topic), { push });
+  render();
+}
+
+function closeFocus() {
+  const topic = focus.topic;
+  focus.close();
+  ui.main.inert = false;
+  ui.bar.inert = false;
+  document.body.classList.remove('focus-open');
+  grid.get(topic)?.link.focus({ preventScroll: false });
+  render();
+}
+
+/** Back to the grid: through history when we came from it, so Back and Esc agree. */
+function leaveFocus() {
+  if (history.state?.fromGrid) {
+    history.back();
+  } else {
+    closeFocus();
+    writeView(viewOf(''));
+  }
+}
+
+window.addEventListener('popstate', () => {
+  const view = readView();
+  const next = new Filter(view.experiment, view.q);
+  if (!next.equals(filter)) {
+    ui.experiment.value = next.experiment;
+    ui.query.value = next.query;
+    setFilter(next);
+  }
+  if (view.topic && view.topic !== focus.topic) openFocus(view.topic, { push: false });
+  else if (!view.topic && focus.isOpen) closeFocus();
+});
+
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && focus.isOpen && !event.defaultPrevented) {
+    event.preventDefault();
+    leaveFocus();
+  }
+});
+
+// --- pause ----------------------------------------------------------------------------------
+
+ui.pause.addEventListener('click', () => {
+  paused = !paused;
+  if (!paused) {
+    for (const { header, blob } of held.values()) grid.upsert(header, blob);
+    held.clear();
+    refillExperiments();
+  }
+  render();
+});
+
+// --- connection indicator -------------------------------------------------------------------
+
+let retryAt = 0;
+
+function showStatus(state, { retryInMs = 0 } = {}) {
+  connection = state;
+  retryAt = retryInMs ? Date.now() + retryInMs : 0;
+  ui.status.dataset.state = state;
+  const label = { [LIVE]: 'Live', [RECONNECTING]: 'Reconnecting…', [OFFLINE]: 'Offline' }[state];
+  ui.statusText.textContent = label ?? 'Connecting…';
+  ui.status.disabled = state === LIVE;
+  tickStatus();
+  render();
+}
+
+function tickStatus() {
+  const seconds = Math.ceil((retryAt - Date.now()) / 1000);
+  ui.status.title =
+    connection === LIVE
+      ? 'Connected: new images appear as they are published'
+      : retryAt && seconds > 0
+        ? `Not connected: retrying in ${seconds} s. Click to retry now.`
+        : 'Connecting…';
+}
+
+ui.status.addEventListener('click', () => socket.reconnectNow());
+
+// --- rendering of the header counts and empty state ------------------------------------------
+
+function render() {
+  const total = grid.size;
+  const shown = grid.visibleCount;
+  // The grid holds only what the filter asked the server for; the API counts everything.
+  const all = Math.max(apiTotal, total);
+  const topics = all === 1 ? 'topic' : 'topics';
+  ui.count.textContent = shown === all ? `${shown} ${topics}` : `${shown} of ${all} ${topics}`;
+  ui.pause.setAttribute('aria-pressed', String(paused));
+  ui.pause.textContent = paused ? (held.size ? `Resume (${held.size} new)` : 'Resume') : 'Pause';
+  document.body.classList.toggle('paused', paused);
+  let empty = '';
+  if (total === 0) {
+    empty =
+      connection === LIVE
+        ? 'No live topics yet: they appear here as soon as one is published.'
+        : 'Connecting to the service…';
+  } else if (shown === 0) {
+    empty = 'No topic matches this filter.';
+  }
+  ui.empty.textContent = empty;
+  ui.empty.hidden = !empty;
+  const title = focus.topic ?? filter.experiment;
+  document.title = title ? `${title} — elog-stream` : 'elog-stream';
+}
+
+// --- start ----------------------------------------------------------------------------------
+
+ui.query.value = filter.query;
+refillExperiments();
+grid.setFilter(filter);
+if (initial.topic) openFocus(initial.topic, { push: false });
+render();
+socket.start();
+
+setInterval(() => {
+  if (document.hidden) return;
+  grid.tick();
+  focus.tick();
+  tickStatus();
+}, 1000);
+
+setInterval(() => {
+  if (socket.live) loadExperiments();
+}, EXPERIMENTS_EVERY_MS);

@@ -1,0 +1,163 @@
+// The WebSocket to the service: reconnects with backoff, pairs image headers with their bytes.
+//
+// Frames (docs/protocol.md): text JSON {"type": "sync" | "image" | "expired" | "error", ...};
+// an "image" header is immediately followed by one binary frame of `size` bytes.
+
+export const LIVE = 'live';
+export const CONNECTING = 'connecting';
+export const RECONNECTING = 'reconnecting';
+export const OFFLINE = 'offline';
+
+const MIN_DELAY_MS = 500;
+const MAX_DELAY_MS = 30_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+// After this many failed attempts in a row the service is called offline (still retried).
+const OFFLINE_AFTER = 4;
+
+/**
+ * A self-healing WebSocket. Callbacks:
+ *   onStatus(state, {retryInMs})        state is LIVE, CONNECTING, RECONNECTING or OFFLINE
+ *   onSync(topics, current)             current is false while an answer to a later
+ *                                       subscribe is still to come (the list is outdated)
+ *   onImage(header, blob)               blob typed with header.content_type
+ *   onExpired(topic)
+ * `url()` is called for every connection so a reconnect carries the current filter.
+ */
+export class LiveSocket {
+  #url;
+  #on;
+  #ws = null;
+  #attempts = 0;
+  #retryTimer = 0;
+  #connectTimer = 0;
+  #header = null;
+  #syncsDue = 0;
+  #stopped = true;
+
+  constructor(url, callbacks) {
+    this.#url = url;
+    this.#on = callbacks;
+    window.addEventListener('online', () => this.reconnectNow());
+    window.addEventListener('offline', () => {
+      if (!this.#ws) this.#status(OFFLINE);
+    });
+  }
+
+  start() {
+    this.#stopped = false;
+    this.#connect();
+  }
+
+  stop() {
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    this.#ws?.close(1000);
+  }
+
+  get live() {
+    return this.#ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Retry at once instead of waiting out the backoff (e.g. the user clicked the indicator). */
+  reconnectNow() {
+    if (this.#stopped || this.#ws) return;
+    clearTimeout(this.#retryTimer);
+    this.#connect();
+  }
+
+  /** Send a subscribe message; false if not connected (the next connection's URL carries it). */
+  subscribe(message) {
+    if (!this.live) return false;
+    this.#ws.send(JSON.stringify(message));
+    this.#syncsDue += 1;
+    return true;
+  }
+
+  #connect() {
+    this.#status(this.#attempts ? RECONNECTING : CONNECTING);
+    const ws = new WebSocket(this.#url());
+    ws.binaryType = 'blob';
+    this.#ws = ws;
+    this.#header = null;
+    this.#syncsDue = 1; // the server syncs on connect
+    this.#connectTimer = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
+    ws.addEventListener('open', () => {
+      clearTimeout(this.#connectTimer);
+      this.#status(LIVE);
+    });
+    ws.addEventListener('message', (event) => {
+      if (ws === this.#ws) this.#receive(event.data);
+    });
+    ws.addEventListener('close', () => {
+      clearTimeout(this.#connectTimer);
+      if (ws !== this.#ws) return;
+      this.#ws = null;
+      this.#header = null;
+      if (!this.#stopped) this.#scheduleRetry();
+    });
+  }
+
+  #scheduleRetry() {
+    this.#attempts += 1;
+    const ceiling = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** (this.#attempts - 1));
+    // "Equal jitter": never less than half the step, so a restarted service is not stormed
+    // by every control-room screen at the same instant.
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    const offline = navigator.onLine === false || this.#attempts > OFFLINE_AFTER;
+    this.#status(offline ? OFFLINE : RECONNECTING, { retryInMs: delay });
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #receive(data) {
+    if (typeof data !== 'string') {
+      const header = this.#header;
+      this.#header = null;
+      if (!header) {
+        console.warn('elog-stream: binary frame without an image header, ignored');
+        return;
+      }
+      if (data.size !== header.size) {
+        const { topic, size } = header;
+        console.warn(`elog-stream: ${topic}: got ${data.size} bytes, header said ${size}`);
+      }
+      this.#on.onImage(header, data.slice(0, data.size, header.content_type || 'image/png'));
+      return;
+    }
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      console.warn('elog-stream: text frame is not JSON, ignored');
+      return;
+    }
+    if (this.#header) {
+      console.warn(`elog-stream: image header for ${this.#header.topic} had no bytes, dropped`);
+      this.#header = null;
+    }
+    switch (message?.type) {
+      case 'image':
+        if (typeof message.topic === 'string') this.#header = message;
+        break;
+      case 'sync':
+        this.#syncsDue = Math.max(0, this.#syncsDue - 1);
+        // A server that answers at all is healthy: the next outage starts from the short delay.
+        this.#attempts = 0;
+        this.#on.onSync(Array.isArray(message.topics) ? message.topics : [], this.#syncsDue === 0);
+        break;
+      case 'expired':
+        if (typeof message.topic === 'string') this.#on.onExpired(message.topic);
+        break;
+      case 'error':
+        // Answers a subscribe we sent, which therefore gets no sync.
+        this.#syncsDue = Math.max(0, this.#syncsDue - 1);
+        console.warn('elog-stream: server says:', message.message);
+        break;
+      default:
+        // Unknown types are ignored: the protocol may add some.
+    }
+  }
+
+  #status(state, detail = {}) {
+    this.#on.onStatus(state, detail);
+  }
+}
