@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -10,9 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.convertors import PathConvertor, register_url_convertor
 
+from .auth import bearer
 from .errors import ImageTooLargeError, RedisUnavailableError
 from .history import read_history, read_history_image
+from .images import CONTENT_TYPES
 from .protocol import TopicImage
+from .ratelimit import publisher_key
 from .service import Service
 
 
@@ -142,10 +146,10 @@ async def get_topic(topic: str, service: ServiceDep) -> Topic:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"image/png": {"schema": {}}, "image/jpeg": {"schema": {}}},
+            "content": {content_type: {"schema": {}} for content_type in CONTENT_TYPES},
         }
     },
-    responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+    responses={400: {}, 401: {}, 403: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
 )
 async def publish_topic(
     topic: str,
@@ -154,7 +158,16 @@ async def publish_topic(
     experiment: Annotated[str, Query(description="experiment name, e.g. cxif7214")],
     description: Annotated[str, Query(description="free text shown with the plot")] = "",
 ) -> Topic:
-    """Publish the request body (a PNG or JPEG image) as the topic's current image."""
+    """Publish the request body (a PNG, JPEG, WebP or GIF image) as the topic's current image."""
+    client = request.client.host if request.client else "unknown"
+    wait = service.publish_limiter.retry_after(publisher_key(bearer(request.headers), client))
+    if wait:
+        raise HTTPException(
+            429,
+            f"publish rate limit of {service.publish_limiter.rate:g}/s exceeded; "
+            f"retry in {wait:.1f} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     data = await _read_body(request, service.settings.max_image_bytes)
     await service.publisher.publish(topic, experiment, data, description)
     return Topic(**(await service.publisher.grab(topic)).topic_object())

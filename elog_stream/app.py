@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, viewer_socket
-from .config import Settings
+from . import api, auth, viewer_socket
+from .auth import AccessControl
+from .config import Settings, web_directory
 from .errors import (
     ElogError,
     ImageTooLargeError,
@@ -35,13 +35,6 @@ _STATUS = [
     (TopicNotFoundError, 404),
     (RedisUnavailableError, 503),
 ]
-
-
-def web_directory() -> Path:
-    """The viewer's static files: packaged in the wheel, or ``web/`` of a source checkout."""
-    here = Path(__file__).parent
-    packaged = here / "web"
-    return packaged if packaged.is_dir() else here.parent / "web"
 
 
 def create_app(
@@ -69,8 +62,10 @@ def create_app(
     )
     app.add_exception_handler(ElogError, _elog_error)
     app.include_router(api.router)
+    app.include_router(auth.router)
     app.include_router(viewer_socket.router)
     app.mount("/", StaticFiles(directory=web_directory(), html=True), name="viewer")
+    app.add_middleware(AccessControl, settings=settings)
     app.add_middleware(SecurityHeaders)
     if root_path:
         app.add_middleware(PathPrefix, prefix=root_path)

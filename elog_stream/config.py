@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .images import DEFAULT_MAX_IMAGE_BYTES
@@ -30,6 +31,12 @@ class Settings:
     history_bytes: int = DEFAULT_HISTORY_BYTES
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     slow_viewer_timeout: float = 30.0
+    view_token: str | None = field(default=None, repr=False)
+    publish_token: str | None = field(default=None, repr=False)
+    read_only: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    publish_rate: float = 20.0
+    publish_burst: int = 40
     keys: Keys = field(init=False)
     limits: Limits = field(init=False)
 
@@ -57,6 +64,16 @@ class Settings:
             "history_bytes": int(env.get("ELOG_HISTORY_BYTES", DEFAULT_HISTORY_BYTES)),
             "max_image_bytes": int(env.get("ELOG_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)),
             "slow_viewer_timeout": float(env.get("ELOG_SLOW_VIEWER_TIMEOUT", 30.0)),
+            "view_token": env.get("ELOG_VIEW_TOKEN") or None,
+            "publish_token": env.get("ELOG_PUBLISH_TOKEN") or None,
+            "read_only": env.get("ELOG_READ_ONLY", "").lower() in ("1", "true", "yes", "on"),
+            "allowed_origins": tuple(
+                origin.strip().rstrip("/")
+                for origin in env.get("ELOG_ALLOWED_ORIGINS", "").split(",")
+                if origin.strip()
+            ),
+            "publish_rate": float(env.get("ELOG_PUBLISH_RATE", 20.0)),
+            "publish_burst": int(env.get("ELOG_PUBLISH_BURST", 40)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -72,3 +89,10 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def web_directory() -> Path:
+    """The viewer's static files: packaged in the wheel, or ``web/`` of a source checkout."""
+    here = Path(__file__).parent
+    packaged = here / "web"
+    return packaged if packaged.is_dir() else here.parent / "web"

@@ -17,22 +17,27 @@ DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
 )
+CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 def sniff_content_type(data: bytes) -> str:
     """Return the MIME type of ``data`` from its magic bytes.
 
-    Raises InvalidImageError when ``data`` is empty or neither PNG nor JPEG.
+    Raises InvalidImageError when ``data`` is empty or not a PNG, JPEG, WebP or GIF.
     """
     if not data:
         raise InvalidImageError("image is empty")
     for signature, content_type in _SIGNATURES:
         if data.startswith(signature):
             return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    kind = " (it looks like SVG, which can carry scripts)" if b"<svg" in data[:1024] else ""
     raise InvalidImageError(
-        f"image is not a PNG or JPEG (starts with {bytes(data[:8])!r}); "
-        "only image/png and image/jpeg are accepted"
+        f"image is not a PNG, JPEG, WebP or GIF{kind}: it starts with {bytes(data[:8])!r}"
     )
 
 

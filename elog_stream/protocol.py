@@ -95,10 +95,13 @@ def validate_topic(topic: str) -> str:
     _check_name("topic", topic)
     if "{" in topic or "}" in topic:
         raise InvalidNameError(f"topic {topic!r} contains '{{' or '}}'")
-    if "" in topic.split("/"):
+    segments = topic.split("/")
+    if "" in segments:
         raise InvalidNameError(
             f"topic {topic!r} has an empty path segment (leading, trailing or '//')"
         )
+    if "." in segments or ".." in segments:
+        raise InvalidNameError(f"topic {topic!r} has a '.' or '..' segment (unusable in URLs)")
     if topic.endswith(("/image", "/history")) or "/history/" in topic:
         raise InvalidNameError(
             f"topic {topic!r} ends in '/image' or '/history' or contains '/history/', "

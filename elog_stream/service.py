@@ -13,6 +13,7 @@ from .embedded import EmbeddedRedis
 from .feed import Feed
 from .hub import Hub
 from .publisher import AsyncPublisher
+from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ class Service:
     publisher: AsyncPublisher
     hub: Hub
     feed: Feed
+    publish_limiter: RateLimiter
+    login_limiter: RateLimiter
 
 
 @contextlib.asynccontextmanager
@@ -51,7 +54,15 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
         stack.push_async_callback(publisher.aclose)
         hub = Hub()
         feed = Feed(publisher, hub)
-        service = Service(settings, redis_url, publisher, hub, feed)
+        service = Service(
+            settings,
+            redis_url,
+            publisher,
+            hub,
+            feed,
+            publish_limiter=RateLimiter(settings.publish_rate, settings.publish_burst),
+            login_limiter=RateLimiter(rate=0.2, burst=5),
+        )
         tasks = [asyncio.create_task(feed.run(), name="elog-feed")]
         if demo:
             from .demo import run_demo

@@ -22,6 +22,7 @@ router = APIRouter()
 CLOSE_TOO_SLOW = 4008
 CLOSE_WAIT = 60.0
 MAX_HAVE = 10_000
+HEARTBEAT_INTERVAL = 15.0
 
 
 @router.websocket("/ws")
@@ -102,7 +103,11 @@ def _parse_have(have: object) -> dict[str, int]:
 
 async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:
     while True:
-        item = await viewer.next()
+        try:
+            async with asyncio.timeout(HEARTBEAT_INTERVAL):
+                item = await viewer.next()
+        except TimeoutError:  # lets the viewer tell a quiet connection from a dead one
+            item = {"type": "heartbeat"}
         try:
             async with asyncio.timeout(timeout):
                 if isinstance(item, TopicImage):

@@ -73,7 +73,7 @@ def test_http_publish(service: RunningService, publisher: Publisher) -> None:
 @pytest.mark.parametrize(
     ("path", "params", "body", "status", "reason"),
     [
-        ("api/topics/t", {"experiment": "e"}, b"<svg/>", 415, "not a PNG or JPEG"),
+        ("api/topics/t", {"experiment": "e"}, b"<svg/>", 415, "looks like SVG"),
         ("api/topics/t", {"experiment": "e"}, b"", 415, "image is empty"),
         ("api/topics/t", {"experiment": "e"}, png() + b"x" * 3000, 413, "over the limit"),
         ("api/topics/t", {}, png(), 422, "experiment"),

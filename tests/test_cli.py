@@ -64,7 +64,7 @@ def test_errors_exit_1_with_a_clear_message(settings: Settings, tmp_path: Path, 
     bad = tmp_path / "notes.txt"
     bad.write_text("hello")
     assert main(cli(settings, "publish", str(bad), "--topic", "t", "--experiment", "e")) == 1
-    assert "not a PNG or JPEG" in capsys.readouterr().err
+    assert "not a PNG, JPEG, WebP or GIF" in capsys.readouterr().err
     assert main(cli(settings, "publish", str(tmp_path / "nope.png"), "--topic", "t",
                     "--experiment", "e")) == 1  # fmt: skip
     assert "No such file" in capsys.readouterr().err

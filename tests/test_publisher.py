@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 import sys
 import threading
@@ -51,6 +52,16 @@ def test_sequence_number_counts_publishes_per_topic(publisher: Publisher) -> Non
     assert [publisher.publish("a", "e", png(str(i))) for i in range(3)] == [1, 2, 3]
     assert publisher.publish("b", "e", png()) == 1
     assert publisher.grab("a").seq == 3
+
+
+def test_accepts_webp_and_gif(publisher: Publisher) -> None:
+    from PIL import Image
+
+    for kind, content_type in (("WEBP", "image/webp"), ("GIF", "image/gif")):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), "teal").save(buffer, format=kind)
+        publisher.publish(f"kind/{kind}", "e", buffer.getvalue())
+        assert publisher.grab(f"kind/{kind}").content_type == content_type
 
 
 def test_accepts_figure_bytes_jpeg_and_path(publisher: Publisher, tmp_path) -> None:
@@ -127,6 +138,8 @@ def test_elogshow_is_a_drop_in_for_plt_show(settings: Settings, monkeypatch) -> 
         ("a//b", "empty path segment"),
         ("/a", "empty path segment"),
         ("a/{b}", "contains '{' or '}'"),
+        ("a/../b", "'.' or '..' segment"),
+        ("./b", "'.' or '..' segment"),
         ("a/image", "reserved"),
         ("a/history/b", "reserved"),
     ],
@@ -150,8 +163,10 @@ def test_bad_experiment_and_description(publisher: Publisher) -> None:
 def test_bad_images_are_refused_and_nothing_is_stored(
     publisher: Publisher, settings: Settings
 ) -> None:
-    with pytest.raises(InvalidImageError, match="not a PNG or JPEG"):
+    with pytest.raises(InvalidImageError, match="not a PNG, JPEG, WebP or GIF.*looks like SVG"):
         publisher.publish("t", "e", b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    with pytest.raises(InvalidImageError, match="not a PNG, JPEG, WebP or GIF"):
+        publisher.publish("t", "e", b"%PDF-1.7 ...")
     with pytest.raises(InvalidImageError, match="image is empty"):
         publisher.publish("t", "e", b"")
     with pytest.raises(TypeError, match="matplotlib Figure, PNG/JPEG bytes or a file path"):
@@ -217,7 +232,7 @@ async def test_async_publisher(settings: Settings) -> None:
         assert image.seq == 2 and image.description == "from asyncio"
         assert [t.topic for t in await publisher.topics()] == ["async/a"]
         with pytest.raises(InvalidImageError):
-            await publisher.publish("async/a", "e", b"GIF89a")
+            await publisher.publish("async/a", "e", b"<html>")
         with pytest.raises(TopicNotFoundError):
             await publisher.grab("async/b")
 
