@@ -52,10 +52,14 @@ class EmbeddedRedis:
     ``stop()`` terminates it and is safe to call twice. Also a context manager.
     """
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, binary: str | None = None, password: str | None = None
+    ) -> None:
         self.binary = binary or find_server_binary()
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -76,12 +80,13 @@ class EmbeddedRedis:
             "--appendonly", "no",
             "--dir", self._dir.name,
             "--logfile", str(log_path),
+            *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
         # A session of its own: a Ctrl-C meant for the service must not kill Redis under it;
         # the owner stops it after the service has shut down.
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + _START_TIMEOUT
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:
             while not self._answers(client):
                 if self._process.poll() is not None:

@@ -54,13 +54,18 @@ class RunningService:
 
 @contextmanager
 def run_service(
-    settings: Settings, root_path: str = "", port: int = 0, wait_healthy: bool = True
+    settings: Settings,
+    root_path: str = "",
+    port: int = 0,
+    wait_healthy: bool = True,
+    **server_options: Any,
 ) -> Iterator[RunningService]:
     """Run the app under uvicorn in a thread until the block exits.
 
     Waits until it answers, and with ``wait_healthy`` until /healthz says 200.
     """
-    server = Server(create_app(settings, root_path=root_path), port=port, log_level="warning")
+    server_options.setdefault("log_level", "warning")
+    server = Server(create_app(settings, root_path=root_path), port=port, **server_options)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     try:

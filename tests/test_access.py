@@ -1,0 +1,159 @@
+"""Access control, rate limits and Redis credentials, over real sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import httpx
+import pytest
+from support import RunningService, png, receive, receive_image, run_service
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from elog_stream import Publisher
+from elog_stream.auth import COOKIE
+from elog_stream.config import Settings
+from elog_stream.embedded import EmbeddedRedis
+
+VIEW = "view-s3cret-token"
+PUBLISH = "publish-s3cret-token"
+
+
+@pytest.fixture
+def guarded(settings: Settings, publisher: Publisher):
+    locked = dataclasses.replace(settings, view_token=VIEW, publish_token=PUBLISH)
+    with run_service(locked, log_config=None, log_level="info") as service:
+        service.publisher = publisher
+        yield service
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def closed_with(url: str, **kwargs) -> tuple[int, str]:
+    async with connect(url, **kwargs) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws, "never")
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def test_view_token_guards_api_images_and_websocket(
+    guarded: RunningService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert guarded.publisher is not None
+    guarded.publisher.publish("secret/plot", "e", png("s"))
+    url = guarded.url
+    for path in ("api/topics", "api/topics/secret/plot/image", "openapi.json"):
+        response = httpx.get(url + path)
+        assert response.status_code == 401, path
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["detail"] == "a view token is required"
+    assert httpx.get(url + "api/topics", headers=bearer("wrong")).status_code == 401
+    assert httpx.get(url + "api/topics", headers=bearer(VIEW)).status_code == 200
+    assert httpx.get(url + "api/topics", headers=bearer(PUBLISH)).status_code == 200
+    assert httpx.get(url + "healthz").status_code == 200  # public, for load balancers
+
+    page = httpx.get(url)
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+
+    assert await closed_with(guarded.ws_url) == (4401, "a view token is required")
+    async with connect(guarded.ws_url, additional_headers=bearer(VIEW)) as ws:
+        header, _ = await receive_image(ws, "secret/plot")
+
+    text = caplog.text
+    assert "GET /api/topics" in text  # the access log did run
+    assert VIEW not in text and PUBLISH not in text
+
+
+async def test_login_form_sets_a_session_cookie(guarded: RunningService) -> None:
+    url = guarded.url
+    wrong = httpx.post(url + "login", data={"token": "nope"})
+    assert wrong.status_code == 303 and wrong.headers["location"] == "/login?failed=token"
+    assert COOKIE not in wrong.cookies
+
+    right = httpx.post(url + "login", data={"token": VIEW})
+    assert right.status_code == 303 and right.headers["location"] == "/"
+    set_cookie = right.headers["set-cookie"]
+    assert "HttpOnly" in set_cookie and "SameSite=strict" in set_cookie
+    session = right.cookies[COOKIE]
+    assert VIEW not in session  # an HMAC of the token, not the token
+
+    cookies = {COOKIE: session}
+    assert httpx.get(url + "api/topics", cookies=cookies).status_code == 200
+    headers = {"Cookie": f"{COOKIE}={session}"}
+    async with connect(guarded.ws_url, additional_headers=headers) as ws:
+        assert (await receive(ws, "sync"))["type"] == "sync"
+    out = httpx.post(url + "logout", cookies=cookies)
+    assert out.status_code == 303 and 'elog_session=""' in out.headers["set-cookie"]
+
+
+def test_login_attempts_are_rate_limited(guarded: RunningService) -> None:
+    results = [httpx.post(guarded.url + "login", data={"token": "guess"}) for _ in range(7)]
+    assert [r.headers["location"] for r in results][-1] == "/login?failed=rate"
+    assert results[0].headers["location"] == "/login?failed=token"
+
+
+def test_publish_token(guarded: RunningService) -> None:
+    target = guarded.url + "api/topics/guarded"
+    params = {"experiment": "e"}
+    for headers in ({}, bearer("wrong"), bearer(VIEW)):
+        refused = httpx.post(target, params=params, content=png(), headers=headers)
+        assert refused.status_code == 401
+        assert "publish token is required" in refused.json()["detail"]
+    accepted = httpx.post(target, params=params, content=png(), headers=bearer(PUBLISH))
+    assert accepted.status_code == 201
+
+
+def test_read_only_mode_refuses_http_publishing(settings: Settings) -> None:
+    with run_service(dataclasses.replace(settings, read_only=True)) as service:
+        response = httpx.post(
+            service.url + "api/topics/x", params={"experiment": "e"}, content=png()
+        )
+        assert response.status_code == 403
+        assert "read-only" in response.json()["detail"]
+        assert httpx.get(service.url + "api/topics").status_code == 200
+
+
+async def test_websocket_origin_allow_list(settings: Settings) -> None:
+    allowed = dataclasses.replace(settings, allowed_origins=("https://control.example",))
+    with run_service(allowed) as service:
+        evil = {"origin": "https://evil.example"}
+        assert await closed_with(service.ws_url, **evil) == (4403, "WebSocket origin not allowed")
+        same = service.url.rstrip("/")
+        for origin in (same, "https://control.example"):
+            async with connect(service.ws_url, origin=origin) as ws:
+                assert (await receive(ws, "sync"))["type"] == "sync"
+
+
+def test_http_publishing_is_rate_limited(settings: Settings) -> None:
+    limited = dataclasses.replace(settings, publish_rate=0.5, publish_burst=2)
+    with run_service(limited) as service:
+        statuses = []
+        for i in range(3):
+            response = httpx.post(
+                service.url + "api/topics/rl", params={"experiment": "e"}, content=png(str(i))
+            )
+            statuses.append(response.status_code)
+        assert statuses == [201, 201, 429]
+        assert "publish rate limit of 0.5/s exceeded" in response.json()["detail"]
+        assert int(response.headers["retry-after"]) >= 1
+        assert httpx.get(service.url + "api/topics/rl").json()["seq"] == 2
+
+
+async def test_redis_credentials_pass_through(prefix: str) -> None:
+    with EmbeddedRedis(password="redis-pw") as redis_server:
+        assert redis_server.url.startswith("redis://:redis-pw@127.0.0.1:")
+        with run_service(Settings(redis_url=redis_server.url, prefix=prefix)) as service:
+            response = httpx.post(
+                service.url + "api/topics/auth", params={"experiment": "e"}, content=png()
+            )
+            assert response.status_code == 201
+        wrong = redis_server.url.replace("redis-pw", "bad-pw")
+        with run_service(Settings(redis_url=wrong, prefix=prefix), wait_healthy=False) as service:
+            health = service.health()
+            assert health.status_code == 503
+            assert "bad-pw" not in health.text and "***" in health.text
