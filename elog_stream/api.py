@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -162,6 +162,7 @@ async def publish_topic(
     client = request.client.host if request.client else "unknown"
     wait = service.publish_limiter.retry_after(publisher_key(bearer(request.headers), client))
     if wait:
+        service.hub.stats.publish_rate_limited += 1
         raise HTTPException(
             429,
             f"publish rate limit of {service.publish_limiter.rate:g}/s exceeded; "
@@ -183,6 +184,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise ImageTooLargeError(len(body), limit)
     return bytes(body)
+
+
+@router.get("/api/stats")
+async def stats(service: ServiceDep) -> dict[str, Any]:
+    """Counters of viewers, dropped frames, disconnect reasons and Redis reconnects."""
+    return {
+        "topics": service.hub.topic_count,
+        "viewers": service.hub.viewer_count,
+        **service.hub.stats.as_dict(),
+    }
 
 
 @router.get("/healthz", responses={503: {"model": Health}})

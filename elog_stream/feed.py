@@ -36,7 +36,6 @@ class Feed:
         self._dirty: dict[str, None] = {}
         self._wake = asyncio.Event()
         self.subscribed = asyncio.Event()
-        self.reconnects = 0
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -48,10 +47,12 @@ class Feed:
                 if self.subscribed.is_set():  # it had worked: back off afresh
                     backoff = 0.1
                 self.subscribed.clear()
-                self.reconnects += 1
+                self._hub.stats.redis_reconnects += 1
                 delay = backoff * random.uniform(0.5, 1.5)
                 log.warning(
-                    "redis subscription lost (%s); retrying in %.2f s", group.exceptions[0], delay
+                    "redis subscription lost: error=%r retry_in=%.2fs",
+                    str(group.exceptions[0]),
+                    delay,
                 )
                 backoff = min(backoff * 2, 5.0)
                 await asyncio.sleep(delay)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .protocol import TopicImage
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,10 @@ class Viewer:
     Only the viewer's own sender task calls ``next``; the Hub calls ``offer`` from the event loop.
     """
 
-    def __init__(self, filter: Filter) -> None:
+    def __init__(self, filter: Filter, stats: Stats) -> None:
         self.filter = filter
         self.dropped = 0
+        self._stats = stats
         self._pending: dict[str, Item] = {}
         # What the client holds per topic: (seq, digest), digest None when the client only
         # told us the seq (resuming a connection).
@@ -120,6 +122,7 @@ class Viewer:
             return
         if isinstance(self._pending.get(item.topic), TopicImage):
             self.dropped += 1
+            self._stats.frames_superseded += 1
         self._pending[item.topic] = item
         self._ready.set()
 
@@ -172,7 +175,8 @@ class Viewer:
 class Hub:
     """The latest image of each topic, and the viewers to offer every change to."""
 
-    def __init__(self) -> None:
+    def __init__(self, stats: Stats | None = None) -> None:
+        self.stats = stats or Stats()
         self._images: dict[str, TopicImage] = {}
         self._viewers: set[Viewer] = set()
         self._closing = False
@@ -237,7 +241,7 @@ class Hub:
         Yields the viewer and the names for its first ``sync`` frame; unregisters on exit,
         also on error or cancellation.
         """
-        viewer = Viewer(filter)
+        viewer = Viewer(filter, self.stats)
         names = viewer.refilter(filter, self.images()) if snapshot else []
         if self._closing:
             viewer.close(CLOSE_GOING_AWAY)

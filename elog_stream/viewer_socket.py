@@ -43,17 +43,27 @@ async def viewer_socket(
     with service.hub.connect(filter, snapshot=not resume) as (viewer, names):
         if not resume:
             viewer.say({"type": "sync", "topics": names})
-        reason = await _first_to_finish(
+        kind, detail = await _first_to_finish(
             _receive(websocket, viewer, service.hub),
             _send(websocket, viewer, service.settings.slow_viewer_timeout),
         )
-    log.info("viewer disconnected: %s (%d images skipped as superseded)", reason, viewer.dropped)
+    service.hub.stats.viewer_disconnects[kind] += 1
+    log.info(
+        "viewer disconnected: reason=%s detail=%r superseded=%d viewers=%d",
+        kind,
+        detail,
+        viewer.dropped,
+        service.hub.viewer_count,
+    )
 
 
-async def _first_to_finish(*coroutines: Coroutine[Any, Any, str]) -> str:
+Reason = tuple[str, str]  # (kind, detail); kinds are counted in Stats.viewer_disconnects
+
+
+async def _first_to_finish(*coroutines: Coroutine[Any, Any, Reason]) -> Reason:
     """Run the reader and sender until one ends; cancel and await the other.
 
-    Returns the reason the first one ended (its result, or its exception).
+    Returns why the first one ended (its result, or ``("error", ...)`` for its exception).
     """
     tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
     try:
@@ -64,14 +74,14 @@ async def _first_to_finish(*coroutines: Coroutine[Any, Any, str]) -> str:
         await asyncio.wait(tasks)
     first = done.pop()
     error = first.exception()
-    return first.result() if error is None else f"{type(error).__name__}: {error}"
+    return first.result() if error is None else ("error", f"{type(error).__name__}: {error}")
 
 
-async def _receive(websocket: WebSocket, viewer: Viewer, hub: Hub) -> str:
+async def _receive(websocket: WebSocket, viewer: Viewer, hub: Hub) -> Reason:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return f"client closed with code {message.get('code')}"
+            return "client_closed", f"code {message.get('code')}"
         text = message.get("text")
         if text is None:
             viewer.say({"type": "error", "message": "binary messages are not understood"})
@@ -101,7 +111,7 @@ def _parse_have(have: object) -> dict[str, int]:
     return have
 
 
-async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:
+async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
     while True:
         try:
             async with asyncio.timeout(HEARTBEAT_INTERVAL):
@@ -117,7 +127,7 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:
                     await websocket.send_text(json.dumps({"type": "expired", "topic": item.topic}))
                 elif isinstance(item, Close):
                     await websocket.close(code=item.code, reason=item.reason)
-                    return item.reason
+                    return "server_closed", item.reason
                 else:
                     await websocket.send_text(json.dumps(item))
         except TimeoutError:
@@ -127,4 +137,4 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> str:
             with contextlib.suppress(TimeoutError, OSError, RuntimeError):
                 async with asyncio.timeout(CLOSE_WAIT):
                     await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
-            return reason
+            return "too_slow", reason

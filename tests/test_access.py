@@ -142,6 +142,7 @@ def test_http_publishing_is_rate_limited(settings: Settings) -> None:
         assert "publish rate limit of 0.5/s exceeded" in response.json()["detail"]
         assert int(response.headers["retry-after"]) >= 1
         assert httpx.get(service.url + "api/topics/rl").json()["seq"] == 2
+        assert httpx.get(service.url + "api/stats").json()["publish_rate_limited"] == 1
 
 
 async def test_redis_credentials_pass_through(prefix: str) -> None:

@@ -53,6 +53,8 @@ async def test_service_survives_a_redis_restart(prefix: str) -> None:
                 await publisher.publish("after", "e", png("after"))
                 header, data = await receive_image(ws, "after")
                 assert data == png("after") and header["seq"] == 1
+                stats = httpx.get(service.url + "api/stats").json()
+                assert stats["redis_reconnects"] >= 1 and stats["viewers"] == 1
         await publisher.aclose()
     finally:
         redis_server.stop()
