@@ -15,7 +15,7 @@ from .auth import bearer
 from .errors import ImageTooLargeError, RedisUnavailableError
 from .history import read_history, read_history_image
 from .images import CONTENT_TYPES
-from .protocol import TopicImage
+from .protocol import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, TopicImage
 from .ratelimit import publisher_key
 from .service import Service
 
@@ -26,9 +26,18 @@ class _TopicConvertor(PathConvertor):
     regex = "(?s:.+)"
 
 
+class _WholeTopicConvertor(PathConvertor):
+    # A topic at the end of the path: never one ending in a reserved suffix, so that
+    # ".../history" and ".../image" answer 405 to methods they do not have.
+    regex = "(?s:(?!.*/history/)(?!.*/(?:image|history)$).+)"
+
+
 register_url_convertor("topic", _TopicConvertor())
+register_url_convertor("whole_topic", _WholeTopicConvertor())
 
 router = APIRouter()
+
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
 
 _HEALTH_TIMEOUT = 2.0
 
@@ -134,14 +143,14 @@ def _image_response(request: Request, data: bytes, content_type: str, digest: st
     return Response(data, media_type=content_type, headers=headers)
 
 
-@router.get("/api/topics/{topic:topic}", responses={404: {}})
+@router.get("/api/topics/{topic:whole_topic}", responses={404: {}})
 async def get_topic(topic: str, service: ServiceDep) -> Topic:
     """One live topic's metadata."""
     return Topic(**_live(service, topic).topic_object())
 
 
 @router.post(
-    "/api/topics/{topic:topic}",
+    "/api/topics/{topic:whole_topic}",
     status_code=201,
     openapi_extra={
         "requestBody": {
@@ -155,8 +164,23 @@ async def publish_topic(
     topic: str,
     request: Request,
     service: ServiceDep,
-    experiment: Annotated[str, Query(description="experiment name, e.g. cxif7214")],
-    description: Annotated[str, Query(description="free text shown with the plot")] = "",
+    experiment: Annotated[
+        str,
+        Query(
+            description="experiment name, e.g. cxif7214",
+            min_length=1,
+            max_length=MAX_NAME_LENGTH,
+            pattern=NO_CONTROL_CHARACTERS,
+        ),
+    ],
+    description: Annotated[
+        str,
+        Query(
+            description="free text shown with the plot",
+            max_length=MAX_DESCRIPTION_LENGTH,
+            pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$",
+        ),
+    ] = "",
 ) -> Topic:
     """Publish the request body (a PNG, JPEG, WebP or GIF image) as the topic's current image."""
     client = request.client.host if request.client else "unknown"

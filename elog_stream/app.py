@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, auth, viewer_socket
@@ -61,6 +63,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_exception_handler(ElogError, _elog_error)
+    app.add_exception_handler(405, _method_not_allowed)
     app.include_router(api.router)
     app.include_router(auth.router)
     app.include_router(viewer_socket.router)
@@ -75,6 +78,20 @@ def create_app(
 async def _elog_error(request: Request, exc: Exception) -> JSONResponse:
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
     return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette lists only the methods of the first route matching the path; several routes
+    # share paths here (GET and POST /api/topics/{topic}), so list them all.
+    allowed = sorted(
+        {
+            method
+            for route in request.app.router.routes
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+            for method in route.methods
+        }
+    )
+    return JSONResponse({"detail": "Method Not Allowed"}, 405, {"Allow": ", ".join(allowed)})
 
 
 class SecurityHeaders:
