@@ -88,7 +88,7 @@ async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
             method
             for route in request.app.router.routes
             if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
-            for method in route.methods
+            for method in route.methods or ()
         }
     )
     return JSONResponse({"detail": "Method Not Allowed"}, 405, {"Allow": ", ".join(allowed)})

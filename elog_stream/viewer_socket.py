@@ -44,8 +44,8 @@ async def viewer_socket(
         if not resume:
             viewer.say({"type": "sync", "topics": names})
         kind, detail = await _first_to_finish(
-            _receive(websocket, viewer, service.hub),
             _send(websocket, viewer, service.settings.slow_viewer_timeout),
+            _receive(websocket, viewer, service.hub),
         )
     service.hub.stats.viewer_disconnects[kind] += 1
     log.info(
@@ -61,9 +61,10 @@ Reason = tuple[str, str]  # (kind, detail); kinds are counted in Stats.viewer_di
 
 
 async def _first_to_finish(*coroutines: Coroutine[Any, Any, Reason]) -> Reason:
-    """Run the reader and sender until one ends; cancel and await the other.
+    """Run the sender and reader until one ends; cancel and await the other.
 
-    Returns why the first one ended (its result, or ``("error", ...)`` for its exception).
+    Returns why the first one ended (its result, or ``("error", ...)`` for its exception);
+    if both ended together, the earlier-listed one's reason wins.
     """
     tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
     try:
@@ -72,7 +73,7 @@ async def _first_to_finish(*coroutines: Coroutine[Any, Any, Reason]) -> Reason:
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks)
-    first = done.pop()
+    first = next(task for task in tasks if task in done)
     error = first.exception()
     return first.result() if error is None else ("error", f"{type(error).__name__}: {error}")
 
