@@ -120,6 +120,7 @@ def test_viewer_page_is_served_with_a_strict_csp(service: RunningService) -> Non
     assert "text/html" in response.headers["content-type"]
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
     assert response.headers["x-content-type-options"] == "nosniff"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import pytest
@@ -14,8 +15,11 @@ from elog_stream import Publisher
 from elog_stream.config import Settings
 
 
-async def test_shutdown_closes_viewers_with_1001(settings: Settings) -> None:
-    with run_service(settings) as service:
+async def test_shutdown_closes_viewers_with_1001(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="elog_stream")
+    with run_service(settings, log_config=None) as service:
         async with connect(service.ws_url) as one, connect(service.ws_url) as two:
             await receive(one, "sync")
             await receive(two, "sync")
@@ -29,6 +33,11 @@ async def test_shutdown_closes_viewers_with_1001(settings: Settings) -> None:
                     1001,
                     "server shutting down",
                 )
+    disconnects = [
+        r.getMessage() for r in caplog.records if "viewer disconnected" in r.getMessage()
+    ]
+    assert len(disconnects) == 2
+    assert all("reason=server_closed" in line for line in disconnects)
 
 
 async def test_a_restarted_service_serves_what_is_in_redis(
