@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import queue
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -124,3 +129,59 @@ async def receive_image(
             assert len(data) == header["size"]
             if topic is None or header["topic"] == topic:
                 return header, data
+
+
+class ServeProcess:
+    """A running ``elog-stream serve`` subprocess whose output lines can be waited for."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "elog_stream", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, pattern: str) -> re.Match[str]:
+        while True:
+            try:
+                line = self.lines.get(timeout=DEADLINE)
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern!r} in:\n{''.join(self.output)}")
+            self.output.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+
+@contextmanager
+def serve(*args: str, **env_overrides: str) -> Iterator[ServeProcess]:
+    """``elog-stream serve ARGS`` in a subprocess, without the caller's ELOG_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELOG_")}
+    server = ServeProcess(list(args), {**env, **env_overrides})
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+        server.process.wait(DEADLINE)
+        server.pump.join(DEADLINE)
+        assert server.process.stdout is not None
+        server.process.stdout.close()
+
+
+def http_status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.TransportError:
+        return 0

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from support import DEADLINE, jpeg, png, wait_for
+from support import DEADLINE, http_status, jpeg, png, serve, wait_for
 
 from elog_stream import Publisher
 from elog_stream.cli import main
@@ -83,66 +76,20 @@ def test_demo_publishes_moving_plots(settings: Settings, publisher: Publisher) -
     assert all(t.seq == 2 and t.experiment == "demo" for t in topics)
 
 
-class ServeProcess:
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "elog_stream", "serve", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        self.pump = threading.Thread(target=self._pump, daemon=True)
-        self.pump.start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def wait_for_line(self, pattern: str) -> re.Match[str]:
-        while True:
-            try:
-                line = self.lines.get(timeout=DEADLINE)
-            except queue.Empty:
-                pytest.fail(f"no line matching {pattern!r} in:\n{''.join(self.output)}")
-            self.output.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-
-@contextmanager
-def serve(*args: str) -> Iterator[ServeProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELOG_")}
-    server = ServeProcess(list(args), env)
-    try:
-        yield server
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
-        server.process.wait(DEADLINE)
-        server.pump.join(DEADLINE)
-        assert server.process.stdout is not None
-        server.process.stdout.close()
-
-
 def test_serve_with_embedded_redis_starts_and_stops_it() -> None:
     port = free_port()
     with serve("--port", str(port)) as server:
         server.wait_for_line(rf"viewer at http://127.0.0.1:{port}/")
         redis_url = server.wait_for_line(r"ELOG_REDIS_URL=(redis://\S+)").group(1)
         base = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: _status(base + "healthz") == 200, "the served service to be healthy")
+        wait_for(lambda: http_status(base + "healthz") == 200, "the served service to be healthy")
         children = psutil.Process(server.process.pid).children(recursive=True)
         embedded = [c for c in children if "server" in c.name()]
         assert len(embedded) == 1, children
 
         with Publisher(redis_url) as publisher:
             publisher.publish("served", "e", png("served"))
-        wait_for(lambda: _status(base + "api/topics/served") == 200, "the topic to be served")
+        wait_for(lambda: http_status(base + "api/topics/served") == 200, "the topic to be served")
         assert httpx.get(base + "api/topics/served/image").content == png("served")
 
         server.process.send_signal(signal.SIGTERM)
@@ -164,17 +111,10 @@ def test_serve_with_redis_url_uses_that_server(settings: Settings, publisher: Pu
     with serve(*args) as server:
         server.wait_for_line("Application startup complete")
         base = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: _status(base + "api/topics/external") == 200, "the existing topic")
+        wait_for(lambda: http_status(base + "api/topics/external") == 200, "the existing topic")
         children = psutil.Process(server.process.pid).children(recursive=True)
         assert not [c for c in children if "server" in c.name()]
         assert not any("ELOG_REDIS_URL" in line for line in server.output)
         server.process.send_signal(signal.SIGINT)  # Ctrl-C: a graceful stop, exit status 130
         server.wait_for_line("Application shutdown complete")
         assert server.process.wait(DEADLINE) == 130
-
-
-def _status(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.TransportError:
-        return 0

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
+from collections.abc import Iterator
 
 import httpx
 import psutil
 import pytest
-from support import DEADLINE, receive, receive_image, wait_for
+from support import DEADLINE, http_status, receive, receive_image, serve, wait_for
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -27,9 +27,8 @@ def big_png(index: int) -> bytes:
 
 
 @pytest.fixture
-def served(settings: Settings):
+def served(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
-    env = {**os.environ, "ELOG_SLOW_VIEWER_TIMEOUT": "2"}
     args = [
         "--port",
         str(port),
@@ -38,24 +37,10 @@ def served(settings: Settings):
         "--prefix",
         settings.prefix,
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "elog_stream", "serve", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(base + "healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(healthy, "the service subprocess")
-    yield base, process
-    process.terminate()
-    process.wait(DEADLINE)
+    with serve(*args, ELOG_SLOW_VIEWER_TIMEOUT="2") as server:
+        base = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: http_status(base + "healthz") == 200, "the service subprocess")
+        yield base, server.process
 
 
 async def test_a_stuck_viewer_is_closed_and_costs_bounded_memory(
