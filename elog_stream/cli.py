@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import mimetypes
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,7 +102,7 @@ def _publish(args: argparse.Namespace) -> None:
 def _grab(args: argparse.Namespace) -> None:
     with Publisher(args.redis_url, **_options(args)) as publisher:
         image = publisher.grab(args.topic)
-    extension = ".jpg" if image.content_type == "image/jpeg" else ".png"
+    extension = mimetypes.guess_extension(image.content_type) or ".img"
     output = args.output or Path(args.topic.replace("/", "_") + extension)
     output.write_bytes(image.data)
     print(f"{output}: {image.topic} seq {image.seq}, {image.size} bytes, {image.content_type}")
