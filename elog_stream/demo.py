@@ -23,7 +23,7 @@ def render_plots(step: int) -> dict[str, tuple[bytes, str]]:
     rng = random.Random(step)
     plots: dict[str, tuple[bytes, str]] = {}
 
-    figure = Figure(figsize=(6, 3.5))
+    figure = Figure(figsize=(6, 3.5), layout="constrained")
     axes = figure.add_subplot()
     xs = [i / 20 for i in range(200)]
     axes.plot(xs, [math.sin(x - step / 3) for x in xs], label="signal")
@@ -32,7 +32,7 @@ def render_plots(step: int) -> dict[str, tuple[bytes, str]]:
     axes.legend(loc="upper right")
     plots["demo/waveform"] = (_png(figure), "A sine wave drifting in phase, one frame per second.")
 
-    figure = Figure(figsize=(4.5, 4))
+    figure = Figure(figsize=(4.5, 4), layout="constrained")
     axes = figure.add_subplot()
     cx, cy = 32 + 12 * math.cos(step / 4), 32 + 12 * math.sin(step / 4)
     pixels = [
@@ -44,7 +44,7 @@ def render_plots(step: int) -> dict[str, tuple[bytes, str]]:
     axes.set(title=f"Detector sum, frame {step}")
     plots["demo/detector/sum"] = (_png(figure), "A bright spot circling on a noisy 64×64 detector.")
 
-    figure = Figure(figsize=(5, 3.5))
+    figure = Figure(figsize=(5, 3.5), layout="constrained")
     axes = figure.add_subplot()
     samples = [rng.gauss(math.sin(step / 6), 1.0) for _ in range(2000)]
     axes.hist(samples, bins=40, color="tab:orange")

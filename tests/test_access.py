@@ -46,9 +46,13 @@ async def closed_with(url: str, **kwargs) -> tuple[int, str]:
 
 
 async def test_view_token_guards_api_images_and_websocket(
-    guarded: RunningService, caplog: pytest.LogCaptureFixture
+    guarded: RunningService, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO)
+    # Earlier uvicorn servers in this process may have configured their loggers not to propagate.
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "elog_stream"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        caplog.set_level(logging.INFO, logger=name)
     assert guarded.publisher is not None
     guarded.publisher.publish("secret/plot", "e", png("s"))
     url = guarded.url

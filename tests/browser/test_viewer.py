@@ -182,7 +182,7 @@ def test_focus_view_opens_on_click_and_closes_on_escape(service, page):
 
     download = focus.locator("[data-focus=download]")
     href = download.evaluate("a => a.href")
-    assert href == service.url + "api/topics/cxi/back%20det/sum%231/image"
+    assert href == service.url + "api/topics/cxi/back%20det/sum%231/history/1/image"
     assert page.request.get(href).body() == data
 
     # Live updates reach the focus view too.

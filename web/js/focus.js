@@ -1,15 +1,29 @@
-// The focus view: one topic large, with its full description, metadata and a download link.
+// The focus view: one topic large, with its full description, metadata, a download link and
+// a scrubber through the versions the server keeps.
 
+import { getJson } from './api.js';
 import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { altText } from './grid.js';
-import { imageUrl, topicUrl } from './urls.js';
+import { Scrubber } from './scrubber.js';
+import { historyImageUrl, historyUrl, imageUrl, topicUrl } from './urls.js';
+
+// New images of the open topic refresh the history list (which versions are still kept)
+// once they pause this long, so a fast publisher costs one request per pause, not per image.
+const HISTORY_REFRESH_MS = 500;
 
 export class FocusView {
   #root;
   #el;
-  #token = 0;
+  #scrubber;
+  #token = 0; // bumped by open and close: answers for a previous topic are dropped
+  #swapToken = 0; // bumped by every swap: only the latest image reaches the screen
+  #wanted = null; // seq of the image being swapped in, or on screen
+  #card = null; // the grid card of the topic, whose newest image the view shows when live
+  #refreshTimer = 0;
+  #historyBusy = 0;
+  #historyAgain = false;
   topic = null;
-  #header = null;
+  #header = null; // of the image on screen
 
   /** `root` is the focus <section>; `onClose()` is called by its back button. */
   constructor(root, { onClose }) {
@@ -28,8 +42,12 @@ export class FocusView {
       size: $('[data-focus=size]'),
       digest: $('[data-focus=digest]'),
     };
+    this.#scrubber = new Scrubber($('[data-focus=scrub]'), {
+      onSettle: (entry, following) => this.#showVersion(entry, following),
+    });
     $('[data-focus=back]').addEventListener('click', () => onClose());
     window.addEventListener('resize', () => this.#fit());
+    document.addEventListener('keydown', (event) => this.#key(event));
   }
 
   get isOpen() {
@@ -38,12 +56,11 @@ export class FocusView {
 
   /** Show `topic`: from its card when the grid has it, else (a shared link) over HTTP. */
   open(topic, card) {
+    this.#reset();
     this.topic = topic;
-    this.#header = null;
-    this.#token += 1;
+    this.#card = card ?? null;
     this.#root.hidden = false;
     this.#el.title.textContent = topic;
-    this.#el.media.replaceChildren();
     this.#notice('');
     for (const key of ['description', 'experiment', 'seq', 'updated', 'type', 'size', 'digest']) {
       this.#el[key].textContent = '';
@@ -52,23 +69,39 @@ export class FocusView {
     this.#el.download.download = downloadName(topic, 'image/png');
     if (card?.header) this.update(card);
     else this.#fetch(topic);
+    this.#loadHistory();
     this.#el.title.focus();
   }
 
   close() {
+    this.#reset();
     this.topic = null;
-    this.#header = null;
-    this.#token += 1;
     this.#root.hidden = true;
+  }
+
+  #reset() {
+    this.#token += 1;
+    this.#swapToken += 1;
+    this.#wanted = null;
+    this.#header = null;
+    this.#card = null;
+    this.#historyAgain = false;
+    clearTimeout(this.#refreshTimer);
+    this.#scrubber.reset();
     this.#el.media.replaceChildren();
   }
 
-  /** The card of the open topic shows a new image: show it here too. */
+  /** The card of the open topic shows a new image: show it here too, unless scrolled back. */
   update(card) {
     if (card.topic !== this.topic || !card.header) return;
+    this.#card = card;
     this.#notice('');
-    this.#render(card.header);
-    if (card.img instanceof HTMLImageElement) this.#swap(card.img.cloneNode());
+    const following = this.#scrubber.add(card.header);
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = setTimeout(() => this.#loadHistory(), HISTORY_REFRESH_MS);
+    if (following && card.img instanceof HTMLImageElement) {
+      this.#swap(card.img.cloneNode(), card.header);
+    }
   }
 
   expired(topic) {
@@ -84,6 +117,60 @@ export class FocusView {
     this.#el.updated.textContent = `${localTime(at)} (${ago(at)})`;
   }
 
+  #key(event) {
+    if (!this.isOpen || event.defaultPrevented) return;
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    const delta = { ArrowLeft: -1, ArrowRight: 1 }[event.key];
+    const target = event.target;
+    // Text fields keep their arrows; the slider moves itself (and tells the scrubber).
+    const editing =
+      target instanceof HTMLElement &&
+      (target.isContentEditable || target.closest('input, textarea, select') !== null);
+    if (!delta || editing) return;
+    event.preventDefault();
+    this.#scrubber.step(delta);
+  }
+
+  /** The scrubber came to rest on `entry`: the card's image if it is the newest, else HTTP. */
+  #showVersion(entry, following) {
+    if (entry.seq === this.#wanted) return;
+    const card = this.#card;
+    if (following && card?.header?.seq === entry.seq && card.img instanceof HTMLImageElement) {
+      this.#swap(card.img.cloneNode(), card.header);
+      return;
+    }
+    const img = new Image();
+    img.src = historyImageUrl(this.topic, entry.seq);
+    this.#swap(img, entry, { kept: true });
+  }
+
+  /** Put `img` (showing the version `header`) on screen once decoded; never a half image. */
+  async #swap(img, header, { kept = false } = {}) {
+    const token = ++this.#swapToken;
+    this.#wanted = header.seq;
+    img.className = 'focus-img';
+    img.alt = altText(header);
+    img.dataset.seq = String(header.seq);
+    try {
+      await img.decode();
+    } catch {
+      if (token !== this.#swapToken) return;
+      this.#wanted = this.#header?.seq ?? null;
+      // A card's image fails only when a newer one revoked its URL first (that one follows);
+      // a kept one when the server dropped it meanwhile.
+      if (kept) {
+        this.#notice(`Update #${header.seq} is no longer kept on the server.`);
+        this.#loadHistory();
+      }
+      return;
+    }
+    if (token !== this.#swapToken) return;
+    if (kept) this.#notice('');
+    this.#el.media.replaceChildren(img);
+    this.#render(header);
+    this.#fit();
+  }
+
   #render(header) {
     this.#header = header;
     const el = this.#el;
@@ -94,22 +181,10 @@ export class FocusView {
     el.type.textContent = header.content_type;
     el.size.textContent = bytes(header.size);
     el.digest.textContent = header.digest;
-    el.download.download = downloadName(header.topic, header.content_type);
+    // This very version, even once newer ones were published.
+    el.download.href = historyImageUrl(this.topic, header.seq);
+    el.download.download = downloadName(this.topic, header.content_type, header.seq);
     this.tick();
-  }
-
-  async #swap(img) {
-    const token = ++this.#token;
-    img.className = 'focus-img';
-    img.alt = this.#header ? altText(this.#header) : `Figure ${this.topic}`;
-    try {
-      await img.decode();
-    } catch {
-      return; // a newer image revoked this one's URL first; that newer one follows
-    }
-    if (token !== this.#token) return;
-    this.#el.media.replaceChildren(img);
-    this.#fit();
   }
 
   async #fetch(topic) {
@@ -117,24 +192,41 @@ export class FocusView {
     this.#notice('Loading…');
     let header;
     try {
-      const response = await fetch(topicUrl(topic), { headers: { Accept: 'application/json' } });
-      if (token !== this.#token) return;
-      if (response.status === 404) {
-        this.#notice('No live topic has this name: it may have expired, or the link is mistyped.');
-        return;
-      }
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      header = await response.json();
+      header = await getJson(topicUrl(topic));
     } catch (error) {
-      if (token === this.#token) this.#notice(`Could not load this topic (${error.message}).`);
+      if (token !== this.#token) return;
+      this.#notice(
+        error.status === 404
+          ? 'No live topic has this name: it may have expired, or the link is mistyped.'
+          : `Could not load this topic (${error.message}).`,
+      );
       return;
     }
-    if (token !== this.#token) return;
+    // The grid's card may have come first over the socket: it is at least as new.
+    if (token !== this.#token || this.#card) return;
     this.#notice('');
-    this.#render(header);
-    const img = new Image();
-    img.src = imageUrl(topic);
-    this.#swap(img);
+    if (this.#scrubber.add(header)) this.#showVersion(header, false);
+  }
+
+  /** (Re)load the list of kept versions; one request at a time, repeated if asked meanwhile. */
+  async #loadHistory() {
+    const token = this.#token;
+    if (this.#historyBusy === token) {
+      this.#historyAgain = true;
+      return;
+    }
+    this.#historyBusy = token;
+    this.#historyAgain = false;
+    try {
+      const history = await getJson(historyUrl(this.topic));
+      if (token === this.#token && Array.isArray(history)) this.#scrubber.replace(history);
+    } catch (error) {
+      // 404: the topic is not live; the view says so already, or will when it expires.
+      if (error.status !== 404) console.warn('elog-stream: could not load history:', error.message);
+    } finally {
+      if (this.#historyBusy === token) this.#historyBusy = 0;
+    }
+    if (this.#historyAgain && token === this.#token) this.#loadHistory();
   }
 
   /** Draw the image with crisp pixels when shown at twice its size or more (HiDPI screens). */

@@ -21,6 +21,11 @@ export function localTime(unixSeconds) {
   );
 }
 
+/** Local time of day of a Unix time in seconds, e.g. "14:01:08". */
+export function clockTime(unixSeconds) {
+  return localTime(unixSeconds).slice(11);
+}
+
 export function isoTime(unixSeconds) {
   return new Date(unixSeconds * 1000).toISOString();
 }
@@ -31,8 +36,12 @@ export function bytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** The file name a downloaded image is saved under: the topic's last segment plus extension. */
-export function downloadName(topic, contentType) {
+/**
+ * The file name a downloaded image is saved under: the topic's last segment, the update's
+ * seq when known (versions of one topic must not overwrite each other), the extension.
+ */
+export function downloadName(topic, contentType, seq) {
   const base = topic.split('/').pop() || 'image';
-  return `${base}${contentType === 'image/jpeg' ? '.jpg' : '.png'}`;
+  const version = seq ? `-${seq}` : '';
+  return `${base}${version}${contentType === 'image/jpeg' ? '.jpg' : '.png'}`;
 }

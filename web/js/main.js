@@ -1,5 +1,6 @@
 // Wires the viewer together: URL <-> filter, socket -> grid, focus view, pause, indicator.
 
+import { getJson, goToLogin } from './api.js';
 import { Filter, fillExperiments } from './filter.js';
 import { FocusView } from './focus.js';
 import { Grid } from './grid.js';
@@ -43,11 +44,12 @@ const grid = new Grid(ui.list, {
   hrefFor: (topic) => viewHref(viewOf(topic)),
 });
 const focus = new FocusView(ui.focus, { onClose: leaveFocus });
-const socket = new LiveSocket(() => socketUrl(filter), {
+const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
   onStatus: showStatus,
   onSync: sync,
   onImage: receive,
   onExpired: drop,
+  onUnauthorized: goToLogin,
 });
 
 function viewOf(topic = focus.topic) {
@@ -68,6 +70,17 @@ function receive(header, blob) {
     refillExperiments();
   }
   render();
+}
+
+/** What a reconnect asks for: the filter, and the newest seq held of each topic. */
+function resumeMessage() {
+  const have = {};
+  for (const topic of grid.topics()) {
+    const seq = grid.get(topic).header?.seq;
+    if (Number.isInteger(seq)) have[topic] = seq;
+  }
+  for (const [topic, { header }] of held) have[topic] = header.seq; // newer than the card's
+  return { ...filter.subscribeMessage(), have };
 }
 
 /** Drop what the server no longer lists. Cards outside the filter are kept, hidden: they are
@@ -106,9 +119,7 @@ async function loadExperiments() {
   }
   loading = (async () => {
     try {
-      const response = await fetch(topicsUrl(), { headers: { Accept: 'application/json' } });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const topics = await response.json();
+      const topics = await getJson(topicsUrl());
       apiExperiments = [...new Set(topics.map((topic) => topic.experiment))];
       apiTotal = topics.length;
       refillExperiments();
@@ -222,13 +233,15 @@ ui.pause.addEventListener('click', () => {
 // --- connection indicator -------------------------------------------------------------------
 
 let retryAt = 0;
+let offlineReason = '';
 
-function showStatus(state, { retryInMs = 0 } = {}) {
+function showStatus(state, { retryInMs = 0, reason = '' } = {}) {
   connection = state;
   retryAt = retryInMs ? Date.now() + retryInMs : 0;
+  offlineReason = reason;
   ui.status.dataset.state = state;
   const label = { [LIVE]: 'Live', [RECONNECTING]: 'Reconnecting…', [OFFLINE]: 'Offline' }[state];
-  ui.statusText.textContent = label ?? 'Connecting…';
+  ui.statusText.textContent = reason ? `${label}: ${reason}` : (label ?? 'Connecting…');
   ui.status.disabled = state === LIVE;
   tickStatus();
   render();
@@ -239,9 +252,11 @@ function tickStatus() {
   ui.status.title =
     connection === LIVE
       ? 'Connected: new images appear as they are published'
-      : retryAt && seconds > 0
-        ? `Not connected: retrying in ${seconds} s. Click to retry now.`
-        : 'Connecting…';
+      : offlineReason
+        ? `Not connected: the service refused (${offlineReason}). Click to try again.`
+        : retryAt && seconds > 0
+          ? `Not connected: retrying in ${seconds} s. Click to retry now.`
+          : 'Connecting…';
 }
 
 ui.status.addEventListener('click', () => socket.reconnectNow());

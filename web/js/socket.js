@@ -1,41 +1,55 @@
-// The WebSocket to the service: reconnects with backoff, pairs image headers with their bytes.
+// The WebSocket to the service: reconnects with backoff, resumes without resending what the
+// viewer holds, pairs image headers with their bytes, and notices a silently dead connection.
 //
-// Frames (docs/protocol.md): text JSON {"type": "sync" | "image" | "expired" | "error", ...};
-// an "image" header is immediately followed by one binary frame of `size` bytes.
+// Frames (docs/protocol.md): text JSON {"type": "sync" | "image" | "expired" | "heartbeat" |
+// "error", ...}; an "image" header is immediately followed by one binary frame of `size` bytes.
 
 export const LIVE = 'live';
 export const CONNECTING = 'connecting';
 export const RECONNECTING = 'reconnecting';
 export const OFFLINE = 'offline';
 
+export const CLOSE_UNAUTHORIZED = 4401;
+export const CLOSE_FORBIDDEN_ORIGIN = 4403;
+
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;
+// The server sends a heartbeat after 15 s without other traffic; this long without any frame
+// and the connection is taken for dead (a suspended laptop, a NAT that forgot it, ...).
+const SILENCE_LIMIT_MS = 40_000;
 // After this many failed attempts in a row the service is called offline (still retried).
 const OFFLINE_AFTER = 4;
 
 /**
  * A self-healing WebSocket. Callbacks:
- *   onStatus(state, {retryInMs})        state is LIVE, CONNECTING, RECONNECTING or OFFLINE
- *   onSync(topics, current)             current is false while an answer to a later
- *                                       subscribe is still to come (the list is outdated)
- *   onImage(header, blob)               blob typed with header.content_type
+ *   onStatus(state, {retryInMs, reason})  state is LIVE, CONNECTING, RECONNECTING or OFFLINE
+ *   onSync(topics, current)               current is false while an answer to a later
+ *                                         subscribe is still to come (the list is outdated)
+ *   onImage(header, blob)                 blob typed with header.content_type
  *   onExpired(topic)
+ *   onUnauthorized()                      the service wants a login; nothing is retried
  * `url()` is called for every connection so a reconnect carries the current filter.
+ * `resume()` gives the subscribe message a reconnect opens with: the filter plus `have`, the
+ * seq of every topic the viewer holds, so the server sends only what changed meanwhile.
  */
 export class LiveSocket {
   #url;
+  #resume;
   #on;
   #ws = null;
   #attempts = 0;
   #retryTimer = 0;
   #connectTimer = 0;
+  #silenceTimer = 0;
   #header = null;
   #syncsDue = 0;
   #stopped = true;
+  #connectedBefore = false;
 
-  constructor(url, callbacks) {
+  constructor(url, resume, callbacks) {
     this.#url = url;
+    this.#resume = resume;
     this.#on = callbacks;
     window.addEventListener('online', () => this.reconnectNow());
     window.addEventListener('offline', () => {
@@ -60,7 +74,8 @@ export class LiveSocket {
 
   /** Retry at once instead of waiting out the backoff (e.g. the user clicked the indicator). */
   reconnectNow() {
-    if (this.#stopped || this.#ws) return;
+    if (this.#ws) return;
+    this.#stopped = false;
     clearTimeout(this.#retryTimer);
     this.#connect();
   }
@@ -75,26 +90,67 @@ export class LiveSocket {
 
   #connect() {
     this.#status(this.#attempts ? RECONNECTING : CONNECTING);
-    const ws = new WebSocket(this.#url());
+    const resuming = this.#connectedBefore;
+    const url = new URL(this.#url());
+    if (resuming) url.searchParams.set('resume', '1');
+    const ws = new WebSocket(url.href);
     ws.binaryType = 'blob';
     this.#ws = ws;
     this.#header = null;
-    this.#syncsDue = 1; // the server syncs on connect
-    this.#connectTimer = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
+    this.#syncsDue = 1; // the server syncs on connect, or resuming, after the first subscribe
+    this.#connectTimer = setTimeout(() => this.#abandon(ws), CONNECT_TIMEOUT_MS);
     ws.addEventListener('open', () => {
+      if (ws !== this.#ws) return;
       clearTimeout(this.#connectTimer);
+      this.#connectedBefore = true;
+      // A resumed connection stays silent until told what the viewer holds.
+      if (resuming) ws.send(JSON.stringify(this.#resume()));
+      this.#heard(ws);
       this.#status(LIVE);
     });
     ws.addEventListener('message', (event) => {
-      if (ws === this.#ws) this.#receive(event.data);
-    });
-    ws.addEventListener('close', () => {
-      clearTimeout(this.#connectTimer);
       if (ws !== this.#ws) return;
-      this.#ws = null;
-      this.#header = null;
-      if (!this.#stopped) this.#scheduleRetry();
+      this.#heard(ws);
+      this.#receive(event.data);
     });
+    ws.addEventListener('close', (event) => {
+      if (ws !== this.#ws) return;
+      this.#forget();
+      if (event.code === CLOSE_UNAUTHORIZED) {
+        this.#stopped = true;
+        this.#on.onUnauthorized();
+      } else if (event.code === CLOSE_FORBIDDEN_ORIGIN) {
+        // Retrying cannot help: the service refuses this page's origin (a proxy setting).
+        this.#stopped = true;
+        this.#status(OFFLINE, { reason: 'origin not allowed' });
+      } else if (!this.#stopped) {
+        this.#scheduleRetry();
+      }
+    });
+  }
+
+  /** Restart the silence countdown: any frame proves the connection is alive. */
+  #heard(ws) {
+    clearTimeout(this.#silenceTimer);
+    this.#silenceTimer = setTimeout(() => this.#abandon(ws), SILENCE_LIMIT_MS);
+  }
+
+  /**
+   * Give up on `ws` without waiting for its close handshake, which a dead connection never
+   * completes, and connect anew.
+   */
+  #abandon(ws) {
+    if (ws !== this.#ws) return;
+    this.#forget();
+    ws.close();
+    if (!this.#stopped) this.#scheduleRetry();
+  }
+
+  #forget() {
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#silenceTimer);
+    this.#ws = null;
+    this.#header = null;
   }
 
   #scheduleRetry() {
@@ -153,7 +209,8 @@ export class LiveSocket {
         console.warn('elog-stream: server says:', message.message);
         break;
       default:
-        // Unknown types are ignored: the protocol may add some.
+        // "heartbeat" only resets the silence countdown; unknown types are ignored too (the
+        // protocol may add some).
     }
   }
 

@@ -56,3 +56,18 @@ export function topicUrl(topic) {
 export function imageUrl(topic) {
   return new URL(`api/topics/${topicPath(topic)}/image`, location.href).href;
 }
+
+/** The kept images of a topic, newest first (metadata only). */
+export function historyUrl(topic) {
+  return new URL(`api/topics/${topicPath(topic)}/history`, location.href).href;
+}
+
+/** One kept image of a topic, by sequence number: the shown version, whatever came since. */
+export function historyImageUrl(topic, seq) {
+  return new URL(`api/topics/${topicPath(topic)}/history/${seq}/image`, location.href).href;
+}
+
+/** The login page: relative to the document, so it stays under a reverse-proxy prefix. */
+export function loginUrl() {
+  return new URL('login', document.baseURI).href;
+}
