@@ -35,6 +35,8 @@ class Feed:
         self._hub = hub
         self._dirty: dict[str, None] = {}
         self._wake = asyncio.Event()
+        # Reads and resyncs take turns, so a slower, older read never overwrites a newer one.
+        self._reading = asyncio.Lock()
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
@@ -83,7 +85,8 @@ class Feed:
         raise RedisConnectionError("subscription ended")
 
     async def _resync(self) -> None:
-        self._hub.replace_all(await self._publisher.topics())
+        async with self._reading:
+            self._hub.replace_all(await self._publisher.topics())
         log.info("resynced %d topics from redis", self._hub.topic_count)
 
     async def _read_updates(self) -> None:
@@ -97,12 +100,13 @@ class Feed:
                 await self._refresh(topic)
 
     async def _refresh(self, topic: str) -> None:
-        try:
-            self._hub.update(await self._publisher.grab(topic))
-        except TopicNotFoundError:
-            self._hub.remove(topic)
-        except ValueError as exc:  # an invalid topic name in a notification
-            log.warning("ignoring update of %r: %s", topic, exc)
+        async with self._reading:
+            try:
+                self._hub.update(await self._publisher.grab(topic))
+            except TopicNotFoundError:
+                self._hub.remove(topic)
+            except ValueError as exc:  # an invalid topic name in a notification
+                log.warning("ignoring update of %r: %s", topic, exc)
 
     async def _prune_expired(self) -> None:
         while True:
