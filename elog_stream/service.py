@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class Service:
     settings: Settings
-    redis_url: str
     publisher: AsyncPublisher
     hub: Hub
     feed: Feed
@@ -56,7 +55,6 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
         feed = Feed(publisher, hub)
         service = Service(
             settings,
-            redis_url,
             publisher,
             hub,
             feed,
