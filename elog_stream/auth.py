@@ -34,7 +34,15 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 
 # Reachable without a token: the login page and what it needs, and the health check.
-_PUBLIC = ("/login", "/logout", "/healthz", "/style.css", "/favicon.svg", "/js/login.js")
+_PUBLIC = (
+    "/login",
+    "/logout",
+    "/healthz",
+    "/style.css",
+    "/favicon.svg",
+    "/js/login.js",
+    "/js/theme.js",
+)
 
 
 def token_matches(given: str, expected: str | None) -> bool:

@@ -295,6 +295,26 @@ def test_theme_is_dark_unless_the_system_prefers_light(service, new_page):
     assert background(new_page(color_scheme="light")) == "rgb(244, 246, 248)"
 
 
+def test_theme_choice_overrides_the_system_and_is_remembered(service, new_page):
+    page = new_page(color_scheme="light")  # what kiosks without a preference report
+    page.goto(service.url)
+    button = page.locator("#theme")
+    expect(button).to_have_text("Theme: Auto")
+    body = page.locator("body")
+    expect(body).to_have_css("background-color", "rgb(244, 246, 248)")
+    button.click()
+    expect(button).to_have_text("Theme: Dark")
+    expect(body).to_have_css("background-color", "rgb(14, 17, 22)")
+    page.reload()
+    expect(button).to_have_text("Theme: Dark")
+    expect(body).to_have_css("background-color", "rgb(14, 17, 22)")
+    button.click()
+    expect(button).to_have_text("Theme: Light")
+    button.click()
+    expect(button).to_have_text("Theme: Auto")
+    expect(body).to_have_css("background-color", "rgb(244, 246, 248)")
+
+
 def test_phone_width_has_one_column(service, new_page):
     for n in range(3):
         service.publisher.publish(f"phone/{n}", "exp", png(str(n), size=(400, 300)))

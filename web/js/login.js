@@ -1,5 +1,7 @@
 // The login page: says why the last attempt failed (the server redirects with ?failed=...).
 
+import './theme.js';
+
 const MESSAGES = {
   token: 'Wrong token',
   rate: 'Too many attempts, wait a moment',

@@ -4,6 +4,7 @@ import { getJson, goToLogin } from './api.js';
 import { Filter, fillExperiments } from './filter.js';
 import { FocusView } from './focus.js';
 import { Grid } from './grid.js';
+import { themeButton } from './theme.js';
 import { LIVE, LiveSocket, OFFLINE, RECONNECTING } from './socket.js';
 import { readView, socketUrl, topicsUrl, viewHref, writeView } from './urls.js';
 
@@ -25,6 +26,8 @@ const ui = {
   empty: $('empty'),
   focus: $('focus'),
 };
+
+themeButton($('theme'));
 
 const initial = readView();
 let filter = new Filter(initial.experiment, initial.q);
