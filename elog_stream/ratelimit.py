@@ -20,7 +20,6 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self.max_keys = max_keys
-        self.limited = 0
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def retry_after(self, key: str, now: float | None = None) -> float:
@@ -33,7 +32,6 @@ class RateLimiter:
             tokens -= 1.0
         else:
             wait = (1.0 - tokens) / self.rate
-            self.limited += 1
         self._buckets[key] = (tokens, now)
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)

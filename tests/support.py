@@ -30,6 +30,11 @@ from elog_stream.server import Server
 DEADLINE = 15.0
 
 
+def cli_args(settings: Settings, *args: str) -> list[str]:
+    """``args`` plus the options that point an ``elog-stream`` command at ``settings``' Redis."""
+    return [*args, "--redis-url", str(settings.redis_url), "--prefix", settings.prefix]
+
+
 def wait_for(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``deadline`` seconds."""
     end = time.monotonic() + deadline

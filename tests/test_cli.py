@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from support import DEADLINE, http_status, jpeg, png, serve, wait_for
+from support import DEADLINE, cli_args, http_status, jpeg, png, serve, wait_for
 
 from elog_stream import Publisher
 from elog_stream.cli import main
@@ -18,47 +18,46 @@ from elog_stream.config import Settings
 from elog_stream.embedded import free_port
 
 
-def cli(settings: Settings, *args: str) -> list[str]:
-    return [*args, "--redis-url", str(settings.redis_url), "--prefix", settings.prefix]
-
-
 def test_publish_grab_and_topics(settings: Settings, tmp_path: Path, capsys) -> None:
     source = tmp_path / "plot.png"
     source.write_bytes(png("cli"))
-    assert main(cli(settings, "publish", str(source), "--topic", "cli/a", "--experiment", "x")) == 0
+    assert (
+        main(cli_args(settings, "publish", str(source), "--topic", "cli/a", "--experiment", "x"))
+        == 0
+    )
     assert capsys.readouterr().out == "published cli/a seq 1\n"
     (tmp_path / "photo.jpg").write_bytes(jpeg())
     argv = ["publish", str(tmp_path / "photo.jpg"), "--topic", "cli/b", "--experiment", "y"]
-    assert main(cli(settings, *argv, "--description", "a photo")) == 0
+    assert main(cli_args(settings, *argv, "--description", "a photo")) == 0
 
-    assert main(cli(settings, "topics")) == 0
+    assert main(cli_args(settings, "topics")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[:3] for line in lines[1:]] == [
         ["cli/a", "x", "seq 1"],
         ["cli/b", "y", "seq 1"],
     ]
-    assert main(cli(settings, "topics", "--json")) == 0
+    assert main(cli_args(settings, "topics", "--json")) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(t["topic"], t["description"]) for t in listed] == [("cli/a", ""), ("cli/b", "a photo")]
 
     out = tmp_path / "grabbed.png"
-    assert main(cli(settings, "grab", "cli/a", "-o", str(out))) == 0
+    assert main(cli_args(settings, "grab", "cli/a", "-o", str(out))) == 0
     assert out.read_bytes() == png("cli")
     assert "cli/a seq 1" in capsys.readouterr().out
 
     os.chdir(tmp_path)
-    assert main(cli(settings, "grab", "cli/b")) == 0
+    assert main(cli_args(settings, "grab", "cli/b")) == 0
     assert (tmp_path / "cli_b.jpg").read_bytes() == jpeg()
 
 
 def test_errors_exit_1_with_a_clear_message(settings: Settings, tmp_path: Path, capsys) -> None:
-    assert main(cli(settings, "grab", "missing")) == 1
+    assert main(cli_args(settings, "grab", "missing")) == 1
     assert "error: no live image for topic 'missing'" in capsys.readouterr().err
     bad = tmp_path / "notes.txt"
     bad.write_text("hello")
-    assert main(cli(settings, "publish", str(bad), "--topic", "t", "--experiment", "e")) == 1
+    assert main(cli_args(settings, "publish", str(bad), "--topic", "t", "--experiment", "e")) == 1
     assert "not a PNG, JPEG, WebP or GIF" in capsys.readouterr().err
-    assert main(cli(settings, "publish", str(tmp_path / "nope.png"), "--topic", "t",
+    assert main(cli_args(settings, "publish", str(tmp_path / "nope.png"), "--topic", "t",
                     "--experiment", "e")) == 1  # fmt: skip
     assert "No such file" in capsys.readouterr().err
     url = f"redis://127.0.0.1:{free_port()}/0"
@@ -70,7 +69,7 @@ def test_errors_exit_1_with_a_clear_message(settings: Settings, tmp_path: Path, 
 
 
 def test_demo_publishes_moving_plots(settings: Settings, publisher: Publisher) -> None:
-    assert main(cli(settings, "demo", "--count", "2", "--interval", "0")) == 0
+    assert main(cli_args(settings, "demo", "--count", "2", "--interval", "0")) == 0
     topics = publisher.topics()
     assert {t.topic for t in topics} == {"demo/waveform", "demo/detector/sum", "demo/histogram"}
     assert all(t.seq == 2 and t.experiment == "demo" for t in topics)
@@ -100,14 +99,7 @@ def test_serve_with_embedded_redis_starts_and_stops_it() -> None:
 def test_serve_with_redis_url_uses_that_server(settings: Settings, publisher: Publisher) -> None:
     port = free_port()
     publisher.publish("external", "e", png("external"))
-    args = [
-        "--port",
-        str(port),
-        "--redis-url",
-        str(settings.redis_url),
-        "--prefix",
-        settings.prefix,
-    ]
+    args = cli_args(settings, "--port", str(port))
     with serve(*args) as server:
         server.wait_for_line("Application startup complete")
         base = f"http://127.0.0.1:{port}/"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
-from support import DEADLINE, http_status, receive, receive_image, serve, wait_for
+from support import DEADLINE, cli_args, http_status, receive, receive_image, serve, wait_for
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -29,14 +29,7 @@ def big_png(index: int) -> bytes:
 @pytest.fixture
 def served(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
-    args = [
-        "--port",
-        str(port),
-        "--redis-url",
-        str(settings.redis_url),
-        "--prefix",
-        settings.prefix,
-    ]
+    args = cli_args(settings, "--port", str(port))
     with serve(*args, ELOG_SLOW_VIEWER_TIMEOUT="2") as server:
         base = f"http://127.0.0.1:{port}/"
         wait_for(lambda: http_status(base + "healthz") == 200, "the service subprocess")
