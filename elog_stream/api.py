@@ -12,11 +12,11 @@ from pydantic import BaseModel
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from .auth import bearer
-from .errors import ImageTooLargeError, RedisUnavailableError
-from .history import read_history, read_history_image
+from .errors import ElogError, ImageTooLargeError, InvalidNameError
 from .images import CONTENT_TYPES
-from .protocol import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, TopicImage
+from .protocol import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, validate_topic
 from .ratelimit import publisher_key
+from .records import TopicImage
 from .service import Service
 
 
@@ -61,6 +61,7 @@ class Health(BaseModel):
     reason: str | None = None
     topics: int
     viewers: int
+    subscription_proof_age: float | None = None  # seconds since the feed last proved live
 
 
 class HistoryEntry(BaseModel):
@@ -84,8 +85,21 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def _live(service: Service, topic: str) -> TopicImage:
+# Answers every read route may give besides 200, for the OpenAPI schema.
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {404: {}, 409: {}, 503: {}}
+_IMAGE_CONTENT: dict[str, Any] = {"content": {content_type: {} for content_type in CONTENT_TYPES}}
+
+
+async def _current(service: Service, topic: str) -> TopicImage:
+    """The topic's current image: from memory, else from Redis (a publish seconds old)."""
     image = service.hub.get(topic)
+    if image is None:
+        try:
+            validate_topic(topic)
+        except InvalidNameError:
+            image = None
+        else:
+            image = await service.store.read(topic)
     if image is None:
         raise HTTPException(404, f"no live image for topic {topic!r}")
     return image
@@ -97,11 +111,11 @@ async def list_topics(service: ServiceDep) -> list[Topic]:
     return [Topic(**image.topic_object()) for image in service.hub.images()]
 
 
-@router.get("/api/topics/{topic:topic}/history", responses={404: {}})
+@router.get("/api/topics/{topic:topic}/history", responses=_READ_ERRORS)
 async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
     """The topic's kept images, newest first: metadata only, fetch images one by one."""
-    current = _live(service, topic)
-    entries = await read_history(service.publisher.redis, service.settings.keys, topic)
+    current = await _current(service, topic)
+    entries = await service.store.history(topic)
     if not entries or entries[0]["seq"] < current.seq:  # a publisher that keeps no history
         entries.insert(0, current.metadata())
     return [HistoryEntry(**entry) for entry in entries]
@@ -110,43 +124,40 @@ async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
 @router.get(
     "/api/topics/{topic:topic}/history/{seq:int}/image",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 304: {}, 404: {}},
+    responses={200: _IMAGE_CONTENT, 304: {}, **_READ_ERRORS},
 )
 async def history_image(topic: str, seq: int, request: Request, service: ServiceDep) -> Response:
     """One kept image of the topic, by sequence number."""
-    current = _live(service, topic)
-    if current.seq == seq:
-        return _image_response(request, current.data, current.content_type, current.digest)
-    found = await read_history_image(service.publisher.redis, service.settings.keys, topic, seq)
-    if found is None:
+    current = await _current(service, topic)
+    image = current if current.seq == seq else await service.store.history_image(topic, seq)
+    if image is None:
         raise HTTPException(404, f"image {seq} of topic {topic!r} is not kept")
-    meta, data = found
-    return _image_response(request, data, meta["content_type"], meta["digest"])
+    return _image_response(request, image)
 
 
 @router.head("/api/topics/{topic:topic}/image", include_in_schema=False)
 @router.get(
     "/api/topics/{topic:topic}/image",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 304: {}, 404: {}},
+    responses={200: _IMAGE_CONTENT, 304: {}, **_READ_ERRORS},
 )
 async def topic_image(topic: str, request: Request, service: ServiceDep) -> Response:
     """The topic's current image; ETag is its digest, so unchanged images answer 304."""
-    image = _live(service, topic)
-    return _image_response(request, image.data, image.content_type, image.digest)
+    return _image_response(request, await _current(service, topic))
 
 
-def _image_response(request: Request, data: bytes, content_type: str, digest: str) -> Response:
-    headers = {"ETag": f'"{digest}"', "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") in (headers["ETag"], digest):
+def _image_response(request: Request, image: TopicImage) -> Response:
+    # The type comes from the image's magic bytes (records.py), never from what Redis says.
+    headers = {"ETag": f'"{image.digest}"', "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") in (headers["ETag"], image.digest):
         return Response(status_code=304, headers=headers)
-    return Response(data, media_type=content_type, headers=headers)
+    return Response(image.data, media_type=image.content_type, headers=headers)
 
 
-@router.get("/api/topics/{topic:whole_topic}", responses={404: {}})
+@router.get("/api/topics/{topic:whole_topic}", responses=_READ_ERRORS)
 async def get_topic(topic: str, service: ServiceDep) -> Topic:
     """One live topic's metadata."""
-    return Topic(**_live(service, topic).topic_object())
+    return Topic(**(await _current(service, topic)).topic_object())
 
 
 @router.post(
@@ -158,7 +169,18 @@ async def get_topic(topic: str, service: ServiceDep) -> Topic:
             "content": {content_type: {"schema": {}} for content_type in CONTENT_TYPES},
         }
     },
-    responses={400: {}, 401: {}, 403: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
+    responses={
+        400: {},
+        401: {},
+        403: {},
+        409: {},
+        413: {},
+        415: {},
+        422: {},
+        429: {},
+        503: {},
+        504: {},
+    },  # fmt: skip
 )
 async def publish_topic(
     topic: str,
@@ -186,7 +208,7 @@ async def publish_topic(
     client = request.client.host if request.client else "unknown"
     wait = service.publish_limiter.retry_after(publisher_key(bearer(request.headers), client))
     if wait:
-        service.hub.stats.publish_rate_limited += 1
+        service.stats.publish_rate_limited += 1
         raise HTTPException(
             429,
             f"publish rate limit of {service.publish_limiter.rate:g}/s exceeded; "
@@ -194,8 +216,8 @@ async def publish_topic(
             headers={"Retry-After": str(math.ceil(wait))},
         )
     data = await _read_body(request, service.settings.max_image_bytes)
-    await service.publisher.publish(topic, experiment, data, description)
-    return Topic(**(await service.publisher.grab(topic)).topic_object())
+    image = await service.feed.publish(topic, experiment, data, description)
+    return Topic(**image.topic_object())
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -212,31 +234,35 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 @router.get("/api/stats")
 async def stats(service: ServiceDep) -> dict[str, Any]:
-    """Counters of viewers, dropped frames, disconnect reasons and Redis reconnects."""
+    """Counters of viewers, dropped frames, disconnect reasons, Redis reconnects, feed errors."""
     return {
         "topics": service.hub.topic_count,
         "viewers": service.hub.viewer_count,
-        **service.hub.stats.as_dict(),
+        **service.stats.as_dict(),
     }
 
 
 @router.get("/healthz", responses={503: {"model": Health}})
 async def healthz(service: ServiceDep) -> JSONResponse:
-    """200 when Redis answers and the update subscription is live, else 503 with the reason."""
+    """200 when Redis answers and the update subscription is live and recently proven.
+
+    Else 503 with the reason: viewers may be missing updates.
+    """
     reason = None
     try:
         async with asyncio.timeout(_HEALTH_TIMEOUT):
-            await service.publisher.ping()
-    except RedisUnavailableError as exc:
+            await service.store.ping()
+    except ElogError as exc:
         reason = str(exc)
     except TimeoutError:
-        reason = f"Redis did not answer within {_HEALTH_TIMEOUT} s"
-    if reason is None and not service.feed.subscribed.is_set():
-        reason = "Redis answers but the update subscription is not re-established yet"
+        reason = f"Redis at {service.store.url} did not answer within {_HEALTH_TIMEOUT} s"
+    reason = reason or service.feed.problem()
+    age = service.feed.proof_age()
     health = Health(
         status="unavailable" if reason else "ok",
         reason=reason,
         topics=service.hub.topic_count,
         viewers=service.hub.viewer_count,
+        subscription_proof_age=None if age is None else round(age, 2),
     )
     return JSONResponse(health.model_dump(), status_code=503 if reason else 200)

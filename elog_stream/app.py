@@ -16,10 +16,13 @@ from . import api, auth, viewer_socket
 from .auth import AccessControl
 from .config import Settings, web_directory
 from .errors import (
+    CorruptTopicError,
     ElogError,
     ImageTooLargeError,
     InvalidImageError,
     InvalidNameError,
+    PublishOutcomeUnknownError,
+    RedisRefusedError,
     RedisUnavailableError,
     TopicNotFoundError,
 )
@@ -30,12 +33,15 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
 )
 
-_STATUS = [
+_STATUS = [  # first match wins
     (ImageTooLargeError, 413),
     (InvalidImageError, 415),
     (InvalidNameError, 422),
     (TopicNotFoundError, 404),
+    (CorruptTopicError, 409),
+    (PublishOutcomeUnknownError, 504),
     (RedisUnavailableError, 503),
+    (RedisRefusedError, 503),
 ]
 
 

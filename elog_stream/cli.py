@@ -124,6 +124,6 @@ def _demo(args: argparse.Namespace) -> None:
     async def publish() -> None:
         async with AsyncPublisher(args.redis_url, **_options(args)) as publisher:
             await publisher.ping()
-            await run_demo(publisher, args.interval, args.count)
+            await run_demo(publisher.publish, args.interval, args.count)
 
     asyncio.run(publish())

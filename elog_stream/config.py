@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .images import DEFAULT_MAX_IMAGE_BYTES
@@ -31,6 +32,9 @@ class Settings:
     history_bytes: int = DEFAULT_HISTORY_BYTES
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     slow_viewer_timeout: float = 30.0
+    redis_timeout: float = 10.0  # seconds the service waits for any Redis reply
+    keepalive_interval: float = 5.0  # seconds between proofs that the subscription delivers
+    reconcile_interval: float = 30.0  # seconds between scans for changes nobody announced
     view_token: str | None = field(default=None, repr=False)
     publish_token: str | None = field(default=None, repr=False)
     read_only: bool = False
@@ -45,6 +49,9 @@ class Settings:
             raise ValueError(f"ttl must be a positive number of seconds, not {self.ttl}")
         if self.max_image_bytes <= 0:
             raise ValueError(f"max_image_bytes must be positive, not {self.max_image_bytes}")
+        for name in ("redis_timeout", "keepalive_interval", "reconcile_interval"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
         if self.history_length < 0 or self.history_bytes < 0:
             raise ValueError("history_length and history_bytes must not be negative")
         object.__setattr__(self, "keys", Keys(self.prefix))
@@ -64,6 +71,9 @@ class Settings:
             "history_bytes": int(env.get("ELOG_HISTORY_BYTES", DEFAULT_HISTORY_BYTES)),
             "max_image_bytes": int(env.get("ELOG_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)),
             "slow_viewer_timeout": float(env.get("ELOG_SLOW_VIEWER_TIMEOUT", 30.0)),
+            "redis_timeout": float(env.get("ELOG_REDIS_TIMEOUT", 10.0)),
+            "keepalive_interval": float(env.get("ELOG_KEEPALIVE_INTERVAL", 5.0)),
+            "reconcile_interval": float(env.get("ELOG_RECONCILE_INTERVAL", 30.0)),
             "view_token": env.get("ELOG_VIEW_TOKEN") or None,
             "publish_token": env.get("ELOG_PUBLISH_TOKEN") or None,
             "read_only": env.get("ELOG_READ_ONLY", "").lower() in ("1", "true", "yes", "on"),
@@ -77,6 +87,20 @@ class Settings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def redis_client_options(timeout: float) -> dict[str, Any]:
+    """Options of every redis-py client here: no silent retries, bounded waits.
+
+    redis-py retries failed commands by default; a publish retried after a timeout could be
+    stored twice, so failures surface at once and each caller decides (see errors.py).
+    """
+    return {
+        "socket_connect_timeout": 5,
+        "socket_timeout": timeout,
+        "socket_keepalive": True,
+        "retry": None,  # redis-py then makes one try
+    }
 
 
 def redact_url(url: str) -> str:

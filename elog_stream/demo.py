@@ -7,15 +7,18 @@ import io
 import logging
 import math
 import random
+from collections.abc import Awaitable, Callable
 
 from matplotlib.figure import Figure
 
-from .errors import RedisUnavailableError
-from .publisher import AsyncPublisher
+from .errors import ElogError
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "demo"
+
+# (topic, experiment, image bytes, description) -> anything: AsyncPublisher.publish, Feed.publish
+Publish = Callable[[str, str, bytes, str], Awaitable[object]]
 
 
 def render_plots(step: int) -> dict[str, tuple[bytes, str]]:
@@ -59,20 +62,18 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-async def run_demo(
-    publisher: AsyncPublisher, interval: float = 1.0, count: int | None = None
-) -> None:
+async def run_demo(publish: Publish, interval: float = 1.0, count: int | None = None) -> None:
     """Publish the demo plots every ``interval`` seconds, ``count`` times (forever if None).
 
-    Keeps going through Redis outages (logging them). Cancel to stop.
+    Keeps going through Redis outages and refusals (logging them). Cancel to stop.
     """
     step = 0
     while count is None or step < count:
         plots = await asyncio.to_thread(render_plots, step)
         try:
             for topic, (png, description) in plots.items():
-                await publisher.publish(topic, EXPERIMENT, png, description)
-        except RedisUnavailableError as exc:
+                await publish(topic, EXPERIMENT, png, description)
+        except ElogError as exc:
             log.warning("demo publish failed: %s", exc)
         step += 1
         if count is None or step < count:

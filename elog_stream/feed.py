@@ -1,115 +1,213 @@
-"""Keeps a Hub in step with Redis through one pub/sub subscription per process."""
+"""Keeps the Hub in step with Redis through one subscription per process, proven alive.
+
+``Feed.run`` is the one long-lived task; the service's TaskGroup owns it and cancels it to
+stop. It supervises itself: Redis outages, a subscription that stops delivering and its own
+unexpected crashes all end in a reconnect with backoff and a full reconciliation, and
+``problem()`` says why (for /healthz) until it is live again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
+import uuid
 
-import redis.asyncio
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from .errors import RedisUnavailableError, TopicNotFoundError
+from .backoff import Backoff
+from .errors import CorruptTopicError, RedisRefusedError, RedisUnavailableError
 from .hub import Hub
-from .protocol import decode_notification
-from .publisher import AsyncPublisher
+from .mailbox import LatestWins
+from .protocol import Keepalive
+from .records import TopicImage
+from .stats import Stats
+from .store import Subscription, TopicStore
+from .throttled_log import shorten
 
 log = logging.getLogger(__name__)
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, RedisUnavailableError, OSError)
-_PRUNE_INTERVAL = 1.0
+_EXPIRY_CHECK_INTERVAL = 1.0
+
+
+class SubscriptionStaleError(Exception):
+    """The service's own keepalives stopped coming back on the update channel."""
 
 
 class Feed:
-    """Subscribes to the update channel, reads each updated topic once, and updates the Hub.
+    """Subscribes to the update channel, reads each changed topic once, and updates the Hub.
 
-    ``run`` is the one long-lived task; it survives Redis outages by reconnecting with
-    exponential backoff and jitter, and resyncs the whole Hub every time the subscription is
-    (re)established, so nothing published during an outage is missed. Cancel it to stop.
+    Every ``keepalive_interval`` seconds it publishes a Keepalive on the channel and expects
+    to see it come back; after three intervals without one it reconnects. Every
+    ``reconcile_interval`` seconds (and on every (re)subscription) it compares the versions of
+    all topics in Redis with the Hub, so changes nobody announced (DEL, FLUSHALL, a lost
+    notification) are seen too.
     """
 
-    def __init__(self, publisher: AsyncPublisher, hub: Hub) -> None:
-        self._publisher = publisher
+    def __init__(
+        self,
+        store: TopicStore,
+        hub: Hub,
+        stats: Stats,
+        *,
+        keepalive_interval: float = 5.0,
+        reconcile_interval: float = 30.0,
+    ) -> None:
+        self._store = store
         self._hub = hub
-        self._dirty: dict[str, None] = {}
-        self._wake = asyncio.Event()
-        # Reads and resyncs take turns, so a slower, older read never overwrites a newer one.
-        self._reading = asyncio.Lock()
-        self.subscribed = asyncio.Event()
+        self._stats = stats
+        self._keepalive_interval = keepalive_interval
+        self._stale_after = 3 * keepalive_interval
+        self._reconcile_interval = reconcile_interval
+        self._changed: LatestWins[str, None] = LatestWins()
+        # Publishes made through this service, so that a read sent before one of them and
+        # answered after it cannot put the older image back (read-your-writes).
+        self._publishes = 0
+        self._published_at: dict[str, int] = {}
+        self._token = uuid.uuid4().hex
+        self._live = False
+        self._problem = "the update subscription is starting"
+        self._proof: float | None = None
+
+    def problem(self) -> str | None:
+        """Why the Hub may be out of step with Redis now; None when it is live and proven."""
+        if not self._live:
+            return self._problem
+        age = self.proof_age()
+        if age is not None and age > self._stale_after:
+            return f"no proof that the update subscription delivers for {age:.0f} s"
+        return None
+
+    def proof_age(self) -> float | None:
+        """Seconds since the subscription last proved it delivers; None before the first."""
+        return None if self._proof is None else time.monotonic() - self._proof
+
+    async def publish(
+        self, topic: str, experiment: str, data: bytes, description: str = ""
+    ) -> TopicImage:
+        """Publish through the store; the Hub serves the result at once (read-your-writes).
+
+        Raises what ``TopicStore.publish`` raises.
+        """
+        image = await self._store.publish(topic, experiment, data, description)
+        held = self._hub.get(topic)
+        if held is None or held.seq < image.seq:
+            self._publishes += 1
+            self._published_at[topic] = self._publishes
+            self._hub.update(image)
+        return image
 
     async def run(self) -> None:
-        """Run until cancelled."""
-        backoff = 0.1
+        """Follow Redis until cancelled; never returns or raises anything else."""
+        backoff = Backoff()
         while True:
             try:
                 await self._follow()
-            except* _REDIS_DOWN as group:
-                if self.subscribed.is_set():  # it had worked: back off afresh
-                    backoff = 0.1
-                self.subscribed.clear()
-                self._hub.stats.redis_reconnects += 1
-                delay = backoff * random.uniform(0.5, 1.5)
-                log.warning(
-                    "redis subscription lost: error=%r retry_in=%.2fs",
-                    str(group.exceptions[0]),
-                    delay,
-                )
-                backoff = min(backoff * 2, 5.0)
-                await asyncio.sleep(delay)
+                reason = "the update subscription ended"
+            except Exception as error:  # CancelledError is not an Exception: it ends run()
+                reason = self._failed(error)
+            if self._live:  # it had worked: back off afresh
+                backoff.reset()
+            self._live = False
+            self._stats.redis_reconnects += 1
+            delay = backoff.next_delay()
+            self._problem = f"{reason}; retrying in {delay:.1f} s"
+            log.warning("feed: %s", self._problem)
+            await asyncio.sleep(delay)
+
+    def _failed(self, error: Exception) -> str:
+        cause = _first_cause(error)
+        if isinstance(cause, RedisUnavailableError | RedisRefusedError):
+            return f"update subscription lost: {cause}"
+        if isinstance(cause, SubscriptionStaleError):
+            self._stats.feed_errors["subscription_stale"] += 1
+            return f"update subscription stale: {cause}"
+        self._stats.feed_errors["crash"] += 1
+        log.error("feed crashed", exc_info=error)
+        return f"the feed crashed ({type(cause).__name__}: {shorten(str(cause))})"
 
     async def _follow(self) -> None:
-        channel = self._publisher.settings.keys.channel
-        async with self._publisher.redis.pubsub() as pubsub:
-            await pubsub.subscribe(channel)
+        async with self._store.subscription() as subscription:
+            self._proof = time.monotonic()  # the confirmation came over this very connection
+            await self._reconcile()  # whatever changed while nobody was listening
+            self._live = True
+            log.info("feed: subscribed; %d topics held", self._hub.topic_count)
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._read_updates())
-                tasks.create_task(self._prune_expired())
-                await self._listen(pubsub)
+                tasks.create_task(self._read_changed())
+                tasks.create_task(self._prove_alive())
+                tasks.create_task(self._check_expiry_and_reconcile())
+                await self._listen(subscription)
 
-    async def _listen(self, pubsub: redis.asyncio.client.PubSub) -> None:
-        async for message in pubsub.listen():
-            if message["type"] == "subscribe":
-                # Also sent after redis-py silently reconnects: updates may have been missed.
-                await self._resync()
-                self.subscribed.set()
-            elif message["type"] == "message":
-                try:
-                    topic = decode_notification(message["data"])
-                except ValueError as exc:
-                    log.warning("ignoring malformed notification: %s", exc)
-                    continue
-                self._dirty[topic] = None
-                self._wake.set()
-        raise RedisConnectionError("subscription ended")
-
-    async def _resync(self) -> None:
-        async with self._reading:
-            self._hub.replace_all(await self._publisher.topics())
-        log.info("resynced %d topics from redis", self._hub.topic_count)
-
-    async def _read_updates(self) -> None:
-        # Notifications arriving while a read is in flight coalesce into one more read.
+    async def _listen(self, subscription: Subscription) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._dirty:
-                topic = next(iter(self._dirty))
-                del self._dirty[topic]
-                await self._refresh(topic)
+            message = await subscription.receive()
+            if isinstance(message, Keepalive):
+                if message.token.startswith(self._token):
+                    self._proof = time.monotonic()
+            else:
+                self._changed.put(message, None)
+
+    async def _prove_alive(self) -> None:
+        sent = 0
+        while True:
+            await asyncio.sleep(self._keepalive_interval)
+            sent += 1
+            try:
+                async with asyncio.timeout(self._stale_after):
+                    await self._store.keepalive(f"{self._token}:{sent}")
+            except TimeoutError:
+                raise SubscriptionStaleError(
+                    f"Redis did not answer a keepalive within {self._stale_after:g} s"
+                ) from None
+            age = self.proof_age() or 0.0
+            if age > self._stale_after:
+                raise SubscriptionStaleError(f"no keepalive came back for {age:.1f} s")
+
+    async def _check_expiry_and_reconcile(self) -> None:
+        reconciled = time.monotonic()
+        while True:
+            await asyncio.sleep(min(_EXPIRY_CHECK_INTERVAL, self._reconcile_interval))
+            for topic in self._hub.expiring(time.time()):
+                self._changed.put(topic, None)
+            if time.monotonic() - reconciled >= self._reconcile_interval:
+                await self._reconcile()
+                reconciled = time.monotonic()
+
+    async def _reconcile(self) -> None:
+        versions = await self._store.versions()
+        for topic, version in versions.items():
+            held = self._hub.get(topic)
+            if held is None or version is None or (held.seq, held.digest) != version:
+                self._changed.put(topic, None)
+        for image in self._hub.images():
+            if image.topic not in versions:
+                self._changed.put(image.topic, None)
+
+    async def _read_changed(self) -> None:
+        # One read at a time, so an older read never overwrites a newer one; topics changing
+        # again while queued are read once.
+        while True:
+            await self._changed.wait()
+            topic, _ = self._changed.popleft()
+            await self._refresh(topic)
 
     async def _refresh(self, topic: str) -> None:
-        async with self._reading:
-            try:
-                self._hub.update(await self._publisher.grab(topic))
-            except TopicNotFoundError:
-                self._hub.remove(topic)
-            except ValueError as exc:  # an invalid topic name in a notification
-                log.warning("ignoring update of %r: %s", topic, exc)
+        publishes = self._publishes
+        try:
+            image = await self._store.read(topic)
+        except CorruptTopicError:  # counted and logged by the store; nothing to serve
+            image = None
+        held = self._hub.get(topic)
+        if self._published_at.get(topic, 0) > publishes and (
+            image is None or held is None or image.seq < held.seq
+        ):
+            return  # read before a publish made here; that publish's notification follows
+        if image is None:
+            self._published_at.pop(topic, None)
+            self._hub.remove(topic)
+        else:
+            self._hub.update(image)
 
-    async def _prune_expired(self) -> None:
-        while True:
-            await asyncio.sleep(_PRUNE_INTERVAL)
-            for topic in self._hub.expiring(time.time()):
-                await self._refresh(topic)
+
+def _first_cause(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

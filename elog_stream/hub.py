@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .protocol import TopicImage
+from .mailbox import LatestWins
+from .records import TopicImage
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,13 @@ class Viewer:
         self.filter = filter
         self.dropped = 0
         self._stats = stats
-        self._pending: dict[str, Item] = {}
+        self._ready = asyncio.Event()
+        self._pending: LatestWins[str, Item] = LatestWins(self._ready)
         # What the client holds per topic: (seq, digest), digest None when the client only
         # told us the seq (resuming a connection).
         self._sent: dict[str, tuple[int, str | None]] = {}
         self._messages: deque[Message] = deque(maxlen=MAX_PENDING_MESSAGES)
         self._close: Close | None = None
-        self._ready = asyncio.Event()
 
     def close(self, close: Close) -> None:
         """Make ``next`` return ``close`` from now on, before anything else."""
@@ -120,11 +121,9 @@ class Viewer:
                 return
         elif item.topic not in self._sent and item.topic not in self._pending:
             return
-        if isinstance(self._pending.get(item.topic), TopicImage):
+        if isinstance(self._pending.put(item.topic, item), TopicImage):
             self.dropped += 1
             self._stats.frames_superseded += 1
-        self._pending[item.topic] = item
-        self._ready.set()
 
     async def next(self) -> Item | Message | Close:
         """Wait for and take a Close if any, else the next message, else the oldest item.
@@ -138,8 +137,7 @@ class Viewer:
             return self._close
         if self._messages:
             return self._messages.popleft()
-        topic = next(iter(self._pending))
-        item = self._pending.pop(topic)
+        topic, item = self._pending.popleft()
         if isinstance(item, TopicImage):
             self._sent[topic] = (item.seq, item.digest)
         else:
@@ -161,9 +159,10 @@ class Viewer:
         self.filter = filter
         for topic, seq in (have or {}).items():
             self._sent.setdefault(topic, (seq, None))
-        for topic, item in list(self._pending.items()):
+        for topic in self._pending:
+            item = self._pending.get(topic)
             if isinstance(item, TopicImage) and not filter.matches(item):
-                del self._pending[topic]
+                self._pending.pop(topic)
         names = []
         for image in live:
             if filter.matches(image):
@@ -175,8 +174,8 @@ class Viewer:
 class Hub:
     """The latest image of each topic, and the viewers to offer every change to."""
 
-    def __init__(self, stats: Stats | None = None) -> None:
-        self.stats = stats or Stats()
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
         self._images: dict[str, TopicImage] = {}
         self._viewers: set[Viewer] = set()
         self._closing = False
@@ -217,14 +216,6 @@ class Hub:
         if self._images.pop(topic, None) is not None:
             for viewer in self._viewers:
                 viewer.offer(Expired(topic))
-
-    def replace_all(self, images: Iterable[TopicImage]) -> None:
-        """Make the Hub hold exactly ``images`` (after a resync with Redis)."""
-        fresh = {image.topic: image for image in images}
-        for topic in self._images.keys() - fresh.keys():
-            self.remove(topic)
-        for image in fresh.values():
-            self.update(image)
 
     def expiring(self, now: float) -> list[str]:
         """Topics whose known expiry time has passed."""

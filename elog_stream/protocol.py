@@ -1,4 +1,4 @@
-"""The Redis wire format of docs/protocol.md: names, hash fields, notifications. No I/O."""
+"""The Redis wire format of docs/protocol.md: names, scripts, notifications. No I/O."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidNameError
-from .images import sniff_content_type
+from .images import check_image
 
 DEFAULT_PREFIX = "elog:"
 DEFAULT_TTL = 3600
@@ -17,6 +17,8 @@ DEFAULT_HISTORY_LENGTH = 50
 DEFAULT_HISTORY_BYTES = 50 * 1024 * 1024
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
+# Notifications name one topic (at most 200 characters); anything longer is not one of ours.
+MAX_NOTIFICATION_BYTES = 4096
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -34,12 +36,17 @@ class Keys:
         return f"{self.prefix}topic:{{{topic}}}"
 
     def topic_of(self, key: bytes | str) -> str:
-        """Return the topic name of a topic hash key (inverse of ``topic``)."""
-        name = key.decode() if isinstance(key, bytes) else key
+        """The valid topic name of a topic hash key (inverse of ``topic``).
+
+        Raises InvalidNameError (a ValueError) for any other key.
+        """
+        name = key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key
         head = f"{self.prefix}topic:{{"
         if not (name.startswith(head) and name.endswith("}")):
-            raise ValueError(f"{name!r} is not a topic key under prefix {self.prefix!r}")
-        return name[len(head) : -1]
+            raise InvalidNameError(
+                f"{name[:200]!r} is not a topic key under prefix {self.prefix!r}"
+            )
+        return validate_topic(name[len(head) : -1])
 
     def history(self, topic: str) -> str:
         return f"{self.prefix}history:{{{topic}}}"
@@ -52,42 +59,6 @@ class Keys:
     def topic_pattern(self) -> str:
         """SCAN MATCH pattern of every topic hash."""
         return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "topic:{*}"
-
-
-@dataclass(frozen=True, slots=True)
-class TopicImage:
-    """The current image of a topic and its metadata. Immutable, so it can be shared."""
-
-    topic: str
-    experiment: str
-    description: str
-    seq: int
-    updated_at: float
-    content_type: str
-    digest: str
-    data: bytes
-    expires_at: float | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def metadata(self) -> dict[str, Any]:
-        """The fields of the WebSocket ``image`` frame and the HTTP topic object."""
-        return {
-            "topic": self.topic,
-            "experiment": self.experiment,
-            "description": self.description,
-            "seq": self.seq,
-            "updated_at": self.updated_at,
-            "content_type": self.content_type,
-            "size": self.size,
-            "digest": self.digest,
-        }
-
-    def topic_object(self) -> dict[str, Any]:
-        """The HTTP topic object: the metadata and when the topic expires."""
-        return {**self.metadata(), "expires_at": self.expires_at}
 
 
 def validate_topic(topic: str) -> str:
@@ -135,7 +106,9 @@ def _check_name(what: str, value: str) -> None:
     if not value:
         raise InvalidNameError(f"{what} is empty")
     if len(value) > MAX_NAME_LENGTH:
-        raise InvalidNameError(f"{what} is {len(value)} characters, over {MAX_NAME_LENGTH}")
+        raise InvalidNameError(
+            f"{what} {value[:40]!r}... is {len(value)} characters, over {MAX_NAME_LENGTH}"
+        )
     if _CONTROL.search(value):
         raise InvalidNameError(f"{what} {value!r} contains control characters")
 
@@ -152,78 +125,81 @@ PUBLISH_SCRIPT = """\
 -- ARGV[3] ttl in seconds                   ARGV[4] history length (0 keeps no history)
 -- ARGV[5] history byte budget              ARGV[6] history entry JSON (metadata, no seq)
 -- ARGV[7...] field, value pairs of the topic hash
--- Returns the topic's new sequence number.
+-- Returns the topic's new sequence number. Refuses, with an error starting "ELOGDATA <kind>",
+-- to touch keys it cannot have written: another type, or a seq that is not an integer.
 local topic, history = KEYS[1], KEYS[2]
 local ttl, keep, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local function whole(value)  -- an integer from 0 to 2^53-2, else nil
+  local n = tonumber(value)
+  if n and n >= 0 and n < 9007199254740991 and n == math.floor(n) then return n end
+end
+for _, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'hash' and kind ~= 'none' then
+    return redis.error_reply('ELOGDATA wrong_type ' .. key .. ' holds a ' .. kind .. ', not a hash')
+  end
+end
+local old = redis.call('HGET', topic, 'seq')
+if old and not (string.match(old, '^%d+$') and whole(old)) then
+  return redis.error_reply('ELOGDATA invalid_field seq of ' .. topic .. ' is '
+    .. string.sub(old, 1, 40) .. ', not an integer from 0 to 2^53-2')
+end
 local seq = redis.call('HINCRBY', topic, 'seq', 1)
 redis.call('HSET', topic, unpack(ARGV, 7))
 redis.call('EXPIRE', topic, ttl)
 if keep > 0 then
-  local first = tonumber(redis.call('HGET', history, 'first'))
-  if first == nil or first > seq or redis.call('HEXISTS', history, 'meta:' .. seq) == 1 then
-    -- none yet, or left over from before the topic expired and restarted at 1
+  local id = string.format('%d', seq)
+  local first = whole(redis.call('HGET', history, 'first'))
+  if first == nil or first > seq or whole(redis.call('HGET', history, 'bytes')) == nil
+      or redis.call('HEXISTS', history, 'meta:' .. id) == 1 then
+    -- none yet, unreadable, or left over from before the topic expired and restarted at 1
     redis.call('DEL', history)
     first = seq
   end
   local image = redis.call('HGET', topic, 'pngimage')
-  redis.call('HSET', history, 'meta:' .. seq, ARGV[6], 'image:' .. seq, image)
+  redis.call('HSET', history, 'meta:' .. id, ARGV[6], 'image:' .. id, image)
   local bytes = redis.call('HINCRBY', history, 'bytes', string.len(image))
   while first < seq and (seq - first >= keep or bytes > budget) do
-    local size = redis.call('HSTRLEN', history, 'image:' .. first)
+    local old_id = string.format('%d', first)
+    local size = redis.call('HSTRLEN', history, 'image:' .. old_id)
     bytes = redis.call('HINCRBY', history, 'bytes', -size)
-    redis.call('HDEL', history, 'meta:' .. first, 'image:' .. first)
+    redis.call('HDEL', history, 'meta:' .. old_id, 'image:' .. old_id)
     first = first + 1
   end
-  redis.call('HSET', history, 'first', first)
+  redis.call('HSET', history, 'first', string.format('%d', first))
   redis.call('EXPIRE', history, ttl)
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return seq
 """
 
+# How the service and the publishers read, documented verbatim in docs/protocol.md: bounded in
+# size, so a huge value written by someone else is refused without being transferred.
+READ_SCRIPT = """\
+-- elog-stream bounded read (protocol v1): named fields of one hash, unless they are too big.
+-- KEYS[1] a hash    ARGV[1] byte limit of the fields together    ARGV[2...] field names
+-- Returns nil when the key does not exist, {'type', <type>} when it is not a hash,
+-- {'size', <bytes>} when the fields hold more than the limit, else {'ok', <pttl>, {values}}.
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return nil end
+if kind ~= 'hash' then return {'type', kind} end
+local size = 0
+for i = 2, #ARGV do size = size + redis.call('HSTRLEN', KEYS[1], ARGV[i]) end
+if size > tonumber(ARGV[1]) then return {'size', size} end
+return {'ok', redis.call('PTTL', KEYS[1]), redis.call('HMGET', KEYS[1], unpack(ARGV, 2))}
+"""
+
+# The fields of a topic hash, in the order a read asks for them.
+TOPIC_FIELDS = ("experiment", "description", "content_type", "seq", "updated_at", "digest")
+IMAGE_FIELD = "pngimage"
+# Room for the text fields of a hash next to its image, in a bounded read.
+FIELDS_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class ScriptCall:
     keys: list[str]
     args: list[Any]
-
-
-def publish_call(
-    keys: Keys,
-    topic: str,
-    experiment: str,
-    description: str,
-    data: bytes,
-    content_type: str,
-    limits: Limits,
-    now: float,
-) -> ScriptCall:
-    """The keys and arguments of one ``PUBLISH_SCRIPT`` call; it returns the new seq.
-
-    The names and image must already be validated.
-    """
-    fields = {
-        "experiment": experiment,
-        "description": description,
-        "content_type": content_type,
-        "updated_at": f"{now:.6f}",
-        "digest": digest(data),
-    }
-    entry = json.dumps({**fields, "updated_at": round(now, 6), "size": len(data)})
-    return ScriptCall(
-        keys=[keys.topic(topic), keys.history(topic)],
-        args=[
-            keys.channel,
-            encode_notification(topic),
-            limits.ttl,
-            limits.history_length,
-            limits.history_bytes,
-            entry,
-            *[item for pair in fields.items() for item in pair],
-            "pngimage",
-            data,
-        ],
-    )
 
 
 @dataclass(frozen=True)
@@ -235,57 +211,135 @@ class Limits:
     history_bytes: int = DEFAULT_HISTORY_BYTES
 
 
+@dataclass(frozen=True)
+class PublishCall(ScriptCall):
+    """A ``PUBLISH_SCRIPT`` call (it returns the new seq) and the metadata it stores."""
+
+    topic: str
+    experiment: str
+    description: str
+    content_type: str
+    updated_at: float
+    digest: str
+    data: bytes
+
+
+def publish_call(
+    keys: Keys,
+    limits: Limits,
+    topic: str,
+    experiment: str,
+    description: str,
+    data: bytes,
+    max_image_bytes: int,
+    now: float,
+) -> PublishCall:
+    """The checked call publishing ``data`` at wall-clock ``now``.
+
+    Raises InvalidNameError for bad names and InvalidImageError (ImageTooLargeError over
+    ``max_image_bytes``) for anything but a PNG, JPEG, WebP or GIF.
+    """
+    validate_topic(topic)
+    validate_experiment(experiment)
+    validate_description(description)
+    content_type = check_image(data, max_image_bytes)
+    updated_at = f"{now:.6f}"
+    fields = {
+        "experiment": experiment,
+        "description": description,
+        "content_type": content_type,
+        "updated_at": updated_at,
+        "digest": digest(data),
+    }
+    entry = json.dumps({**fields, "updated_at": float(updated_at), "size": len(data)})
+    return PublishCall(
+        keys=[keys.topic(topic), keys.history(topic)],
+        args=[
+            keys.channel,
+            encode_notification(topic),
+            limits.ttl,
+            limits.history_length,
+            limits.history_bytes,
+            entry,
+            *[item for pair in fields.items() for item in pair],
+            IMAGE_FIELD,
+            data,
+        ],
+        topic=topic,
+        experiment=experiment,
+        description=description,
+        content_type=content_type,
+        updated_at=float(updated_at),
+        digest=fields["digest"],
+        data=data,
+    )
+
+
+def topic_read_call(keys: Keys, topic: str, max_image_bytes: int) -> ScriptCall:
+    """A ``READ_SCRIPT`` call for the topic hash; ``records.parse_topic`` parses its reply."""
+    return ScriptCall(
+        keys=[keys.topic(topic)],
+        args=[max_image_bytes + FIELDS_BYTES, *TOPIC_FIELDS, IMAGE_FIELD],
+    )
+
+
+def history_image_call(keys: Keys, topic: str, seq: int, max_image_bytes: int) -> ScriptCall:
+    """A ``READ_SCRIPT`` call for one kept image; ``records.parse_history_image`` parses it."""
+    return ScriptCall(
+        keys=[keys.history(topic)],
+        args=[max_image_bytes + FIELDS_BYTES, f"meta:{seq}", f"image:{seq}"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    """A service's own probe on the update channel: it proves the subscription delivers."""
+
+    token: str
+
+
+class MalformedNotificationError(ValueError):
+    """A message on the update channel that is not a notification; ``kind`` says how."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
 def encode_notification(topic: str) -> bytes:
     return json.dumps({"topic": topic}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def decode_notification(payload: bytes | str) -> str:
-    """Return the topic named by a notification; raise ValueError if it is malformed."""
+def encode_keepalive(token: str) -> bytes:
+    return json.dumps({"keepalive": token}, separators=(",", ":")).encode()
+
+
+def decode_notification(payload: bytes | str) -> str | Keepalive:
+    """The valid topic named by a notification, or the Keepalive it is.
+
+    Raises MalformedNotificationError (kinds ``oversized_notification``,
+    ``malformed_notification``, ``invalid_topic``) for anything else; never parses more than
+    MAX_NOTIFICATION_BYTES.
+    """
+    if len(payload) > MAX_NOTIFICATION_BYTES:
+        raise MalformedNotificationError(
+            "oversized_notification",
+            f"notification of {len(payload)} bytes, over {MAX_NOTIFICATION_BYTES}",
+        )
     try:
         message = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"notification is not JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise MalformedNotificationError(
+            "malformed_notification", f"notification is not JSON: {str(exc)[:100]}"
+        ) from None
+    if isinstance(message, dict) and isinstance(message.get("keepalive"), str):
+        return Keepalive(message["keepalive"])
     topic = message.get("topic") if isinstance(message, dict) else None
     if not isinstance(topic, str):
-        raise ValueError(f"notification has no topic: {payload!r:.200}")
-    return topic
-
-
-def read_commands(keys: Keys, topic: str) -> list[tuple[Any, ...]]:
-    """The commands that read a topic; ``parse_read`` turns their replies into a TopicImage."""
-    key = keys.topic(topic)
-    return [("HGETALL", key), ("PTTL", key)]
-
-
-def parse_read(topic: str, replies: list[Any], now: float) -> TopicImage | None:
-    """TopicImage from the replies of ``read_commands`` at wall-clock ``now``; None if absent.
-
-    Hashes missing the newer fields (as the 2014 tool wrote them) get computed defaults.
-    """
-    fields, pttl = replies
-    data = fields.get(b"pngimage")
-    if not data:
-        return None
-    content_type = fields.get(b"content_type")
-    return TopicImage(
-        topic=topic,
-        experiment=_text(fields.get(b"experiment")),
-        description=_text(fields.get(b"description")),
-        seq=int(fields.get(b"seq") or 0),
-        updated_at=float(fields.get(b"updated_at") or 0.0),
-        content_type=content_type.decode() if content_type else _sniff_or_png(data),
-        digest=_text(fields.get(b"digest")) or digest(data),
-        data=data,
-        expires_at=now + pttl / 1000 if pttl >= 0 else None,
-    )
-
-
-def _text(value: bytes | None) -> str:
-    return value.decode("utf-8", errors="replace") if value else ""
-
-
-def _sniff_or_png(data: bytes) -> str:
+        raise MalformedNotificationError(
+            "malformed_notification", f"notification has no topic: {payload!r:.100}"
+        )
     try:
-        return sniff_content_type(data)
-    except ValueError:
-        return "image/png"
+        return validate_topic(topic)
+    except InvalidNameError as exc:
+        raise MalformedNotificationError("invalid_topic", str(exc)) from None

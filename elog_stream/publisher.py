@@ -12,34 +12,39 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import redis
 import redis.asyncio
 
-from .config import DEFAULT_REDIS_URL, Settings, redact_url
-from .errors import RedisUnavailableError, TopicNotFoundError
-from .images import check_image, image_bytes
+from .config import DEFAULT_REDIS_URL, Settings, redact_url, redis_client_options
+from .errors import (
+    ElogError,
+    PublishOutcomeUnknownError,
+    RedisUnavailableError,
+    TopicNotFoundError,
+    redis_errors,
+)
+from .images import image_bytes
 from .protocol import (
     PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    PublishCall,
     ScriptCall,
-    TopicImage,
-    parse_read,
-    publish_call,
-    read_commands,
-    validate_description,
-    validate_experiment,
+    topic_read_call,
     validate_topic,
 )
+from .protocol import publish_call as _publish_call
+from .records import TopicImage, parse_topic
 from .retry import RetryBuffer
 
 _SCAN_BATCH = 100
 _OPTIONS = {"prefix", "ttl", "history_length", "history_bytes", "max_image_bytes"}
+_TIMEOUT = 30.0
 
 
 class _Core:
-    """Validation, command building and error translation shared by both publishers."""
+    """Validation, calls and error translation shared by both publishers. No I/O."""
 
     def __init__(self, redis_url: str | None, options: dict[str, Any]) -> None:
         unknown = set(options) - _OPTIONS
@@ -47,39 +52,32 @@ class _Core:
             raise TypeError(f"unknown publisher options: {', '.join(sorted(unknown))}")
         self.settings = Settings.from_env(redis_url=redis_url, **options)
         self.url = self.settings.redis_url or DEFAULT_REDIS_URL
-
-    def check_names(self, topic: str, experiment: str, description: str) -> None:
-        validate_topic(topic)
-        validate_experiment(experiment)
-        validate_description(description)
+        self.shown_url = redact_url(self.url)
+        self.client_options = redis_client_options(_TIMEOUT)
 
     def publish_call(
         self, topic: str, experiment: str, data: bytes, description: str
-    ) -> ScriptCall:
-        content_type = check_image(data, self.settings.max_image_bytes)
-        return publish_call(
-            self.settings.keys,
-            topic,
-            experiment,
-            description,
-            data,
-            content_type,
-            self.settings.limits,
-            time.time(),
-        )
+    ) -> PublishCall:
+        settings = self.settings
+        return _publish_call(
+            settings.keys, settings.limits, topic, experiment, description, data,
+            settings.max_image_bytes, time.time(),
+        )  # fmt: skip
 
-    def read(self, topic: str, replies: list[Any]) -> TopicImage:
-        image = parse_read(topic, replies, time.time())
+    def read_call(self, topic: str) -> ScriptCall:
+        settings = self.settings
+        return topic_read_call(settings.keys, validate_topic(topic), settings.max_image_bytes)
+
+    def read(self, topic: str, reply: Any) -> TopicImage:
+        image = parse_topic(topic, reply, time.time())
         if image is None:
             raise TopicNotFoundError(topic)
         return image
 
-    @contextlib.contextmanager
-    def translate_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RedisUnavailableError(redact_url(self.url), str(exc)) from exc
+    def errors(
+        self, topic: str = "", write: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        return redis_errors(self.shown_url, topic=topic, write=write)
 
 
 class Publisher:
@@ -88,16 +86,16 @@ class Publisher:
     ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then ``redis://localhost:6379/0``. Options
     (defaults from ``ELOG_*`` variables): ``prefix``, ``ttl`` (seconds), ``history_length``,
     ``history_bytes``, ``max_image_bytes``. Nothing connects until the first call.
-    Methods raise RedisUnavailableError when Redis cannot be reached. Safe to share between
-    threads.
+    Methods raise RedisUnavailableError when Redis cannot be reached, RedisRefusedError when it
+    answers with an error, CorruptTopicError when the topic's keys hold data elog-stream did
+    not write. Safe to share between threads.
     """
 
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         self._core = _Core(redis_url, options)
-        self._redis = redis.Redis.from_url(
-            self._core.url, socket_connect_timeout=5, socket_timeout=30
-        )
+        self._redis = redis.Redis.from_url(self._core.url, **self._core.client_options)
         self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
+        self._read_script = self._redis.register_script(READ_SCRIPT)
 
     @property
     def settings(self) -> Settings:
@@ -111,35 +109,31 @@ class Publisher:
     def publish(self, topic: str, experiment: str, image: Any, description: str = "") -> int:
         """Store ``image`` as the topic's current image and notify viewers; return its seq.
 
-        ``image`` is a matplotlib Figure, PNG/JPEG bytes, or a path to such a file. Raises
-        InvalidNameError or InvalidImageError (both ValueError) for bad input.
+        ``image`` is a matplotlib Figure, PNG/JPEG/WebP/GIF bytes, or a path to such a file.
+        Raises InvalidNameError or InvalidImageError (both ValueError) for bad input, and
+        PublishOutcomeUnknownError when Redis got the publish but did not answer in time.
         """
-        self._core.check_names(topic, experiment, description)
         call = self._core.publish_call(topic, experiment, image_bytes(image), description)
-        with self._core.translate_errors():
+        with self._core.errors(topic, write=True):
             return int(self._publish_script(keys=call.keys, args=call.args))
 
     def grab(self, topic: str) -> TopicImage:
         """The current image of ``topic``; raises TopicNotFoundError if there is none."""
-        validate_topic(topic)
-        with self._core.translate_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for command in read_commands(self.settings.keys, topic):
-                pipe.execute_command(*command)
-            return self._core.read(topic, pipe.execute())
+        call = self._core.read_call(topic)
+        with self._core.errors(topic):
+            return self._core.read(topic, self._read_script(keys=call.keys, args=call.args))
 
     def topics(self) -> list[TopicImage]:
-        """The current image of every live topic, sorted by topic name."""
+        """The current image of every live topic, sorted by topic name (unusable ones skipped)."""
         keys = self.settings.keys
+        with self._core.errors():
+            names = list(
+                self._redis.scan_iter(match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash")
+            )
         found = []
-        with self._core.translate_errors():
-            for key in self._redis.scan_iter(
-                match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
-            ):
-                try:
-                    found.append(self.grab(keys.topic_of(key)))
-                except (TopicNotFoundError, ValueError):
-                    continue  # expired since the scan, or not one of ours
+        for key in names:
+            with contextlib.suppress(ElogError, ValueError):  # gone since, or not usable
+                found.append(self.grab(keys.topic_of(key)))
         return sorted(found, key=lambda image: image.topic)
 
     def close(self) -> None:
@@ -160,17 +154,16 @@ class AsyncPublisher:
 
     ``retry_buffer=N`` (default 0: raise at once) rides out Redis outages: the newest image of
     up to N topics is kept and retried with backoff until Redis answers; images dropped on the
-    way are logged and counted in ``dropped``.
+    way (replaced, evicted, or refused for good) are logged and counted in ``dropped``.
     """
 
     def __init__(
         self, redis_url: str | None = None, *, retry_buffer: int = 0, **options: Any
     ) -> None:
         self._core = _Core(redis_url, options)
-        self._redis = redis.asyncio.Redis.from_url(
-            self._core.url, socket_connect_timeout=5, socket_timeout=30
-        )
+        self._redis = redis.asyncio.Redis.from_url(self._core.url, **self._core.client_options)
         self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
+        self._read_script = self._redis.register_script(READ_SCRIPT)
         self._retry = RetryBuffer(self._send, retry_buffer) if retry_buffer else None
 
     @property
@@ -190,7 +183,6 @@ class AsyncPublisher:
         With a ``retry_buffer``, a publish that finds Redis unreachable (or finds others still
         waiting) is kept for retrying and None is returned instead of raising.
         """
-        self._core.check_names(topic, experiment, description)
         if not isinstance(image, bytes | bytearray | memoryview):
             image = await asyncio.to_thread(image_bytes, image)
         call = self._core.publish_call(topic, experiment, bytes(image), description)
@@ -199,6 +191,8 @@ class AsyncPublisher:
         if not self._retry.pending:  # else this one must not overtake the waiting ones
             try:
                 return await self._send(call)
+            except PublishOutcomeUnknownError:
+                raise  # sent: retrying could store it twice
             except RedisUnavailableError:
                 pass
         self._retry.add(topic, call)
@@ -210,40 +204,40 @@ class AsyncPublisher:
         return self._retry.dropped if self._retry else Counter()
 
     async def flush(self) -> None:
-        """Wait until every publish kept for retrying has been sent. Cancelling is safe."""
+        """Wait until every publish kept for retrying was sent or dropped. Cancelling is safe."""
         if self._retry is not None:
             await self._retry.wait_empty()
 
-    async def _send(self, call: ScriptCall) -> int:
-        with self._core.translate_errors():
+    async def _send(self, call: PublishCall) -> int:
+        with self._core.errors(call.topic, write=True):
             return int(await self._publish_script(keys=call.keys, args=call.args))
 
     async def grab(self, topic: str) -> TopicImage:
         """See Publisher.grab."""
-        validate_topic(topic)
-        with self._core.translate_errors():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for command in read_commands(self.settings.keys, topic):
-                    pipe.execute_command(*command)
-                return self._core.read(topic, await pipe.execute())
+        call = self._core.read_call(topic)
+        with self._core.errors(topic):
+            reply = await self._read_script(keys=call.keys, args=call.args)
+        return self._core.read(topic, reply)
 
     async def topics(self) -> list[TopicImage]:
         """See Publisher.topics."""
         keys = self.settings.keys
+        with self._core.errors():
+            names = [
+                key
+                async for key in self._redis.scan_iter(
+                    match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
+                )
+            ]
         found = []
-        with self._core.translate_errors():
-            async for key in self._redis.scan_iter(
-                match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
-            ):
-                try:
-                    found.append(await self.grab(keys.topic_of(key)))
-                except (TopicNotFoundError, ValueError):
-                    continue  # expired since the scan, or not one of ours
+        for key in names:
+            with contextlib.suppress(ElogError, ValueError):  # gone since, or not usable
+                found.append(await self.grab(keys.topic_of(key)))
         return sorted(found, key=lambda image: image.topic)
 
     async def ping(self) -> None:
         """Raise RedisUnavailableError unless Redis answers."""
-        with self._core.translate_errors():
+        with self._core.errors():
             await self._redis.ping()
 
     async def aclose(self) -> None:

@@ -4,33 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from .errors import RedisUnavailableError
-from .protocol import ScriptCall
+from .backoff import Backoff
+from .errors import ElogError, PublishOutcomeUnknownError, RedisUnavailableError
+from .mailbox import LatestWins
+from .protocol import PublishCall
+from .throttled_log import shorten
 
 log = logging.getLogger(__name__)
-
-_MAX_BACKOFF = 5.0
 
 
 class RetryBuffer:
     """Keeps the newest unsent publish of each topic and retries them until Redis answers.
 
     At most ``size`` topics wait; a newer image of a waiting topic replaces the older one,
-    and a new topic beyond ``size`` evicts the longest-waiting one. Every image dropped so is
-    logged and counted in ``dropped`` (by topic). The retry task is owned here: started on the
-    first ``add``, stopped by ``aclose``.
+    and a new topic beyond ``size`` evicts the longest-waiting one. A publish that fails for
+    any reason but "Redis unreachable" (the topic's data is corrupt, Redis refuses it, a bug)
+    is dropped at once. Every image dropped is logged with the reason and counted in
+    ``dropped`` (by topic). The retry task is owned here: started on the first ``add``, ended
+    when nothing waits, stopped by ``aclose``.
     """
 
-    def __init__(self, send: Callable[[ScriptCall], Awaitable[int]], size: int) -> None:
+    def __init__(self, send: Callable[[PublishCall], Awaitable[int]], size: int) -> None:
         if size <= 0:
             raise ValueError(f"retry buffer size must be positive, not {size}")
         self._send = send
         self._size = size
-        self._pending: dict[str, ScriptCall] = {}
+        self._pending: LatestWins[str, PublishCall] = LatestWins()
         self._task: asyncio.Task[None] | None = None
         self._empty = asyncio.Event()
         self._empty.set()
@@ -41,21 +43,18 @@ class RetryBuffer:
         """Topics waiting to be sent, longest-waiting first."""
         return list(self._pending)
 
-    def add(self, topic: str, call: ScriptCall) -> None:
-        if topic in self._pending:
-            self._drop(topic, "replaced by a newer image while Redis was unreachable")
-            del self._pending[topic]
-        elif len(self._pending) >= self._size:
-            oldest = next(iter(self._pending))
-            del self._pending[oldest]
+    def add(self, topic: str, call: PublishCall) -> None:
+        if topic not in self._pending and len(self._pending) >= self._size:
+            oldest, _ = self._pending.popleft()
             self._drop(oldest, f"evicted: more than {self._size} topics waiting for Redis")
-        self._pending[topic] = call
+        if self._pending.put(topic, call) is not None:
+            self._drop(topic, "replaced by a newer image while Redis was unreachable")
         self._empty.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._retry(), name="elog-publish-retry")
 
     async def wait_empty(self) -> None:
-        """Wait until every waiting publish has been sent. Cancelling is safe."""
+        """Wait until nothing waits: every publish was sent or dropped. Cancelling is safe."""
         await self._empty.wait()
 
     async def aclose(self) -> None:
@@ -64,28 +63,41 @@ class RetryBuffer:
             self._task.cancel()
             await asyncio.wait([self._task])
             self._task = None
-        for topic in list(self._pending):
+        while self._pending:
+            topic, _ = self._pending.popleft()
             self._drop(topic, "publisher closed before Redis came back")
-        self._pending.clear()
         self._empty.set()
 
     def _drop(self, topic: str, reason: str) -> None:
         self.dropped[topic] += 1
-        log.warning("dropped an unsent image of %r: %s", topic, reason)
+        log.warning("dropped an unsent image of %r: %s", shorten(topic), reason)
 
     async def _retry(self) -> None:
-        backoff = 0.1
-        while self._pending:
-            topic, call = next(iter(self._pending.items()))
-            try:
-                await self._send(call)
-            except RedisUnavailableError as exc:
-                delay = backoff * random.uniform(0.5, 1.5)
-                log.info("redis still unreachable (%s); retrying in %.2f s", exc.reason, delay)
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
-            if self._pending.get(topic) is call:  # not replaced while it was being sent
-                del self._pending[topic]
-            backoff = 0.1
-        self._empty.set()
+        backoff = Backoff()
+        try:
+            while self._pending:
+                topic, call = self._pending.peek()
+                try:
+                    await self._send(call)
+                except PublishOutcomeUnknownError as exc:
+                    # Sent but unanswered: trying again could store it twice, so it ends here.
+                    self._pending.pop_if(topic, call)
+                    self._drop(topic, str(exc))
+                except RedisUnavailableError as exc:
+                    delay = backoff.next_delay()
+                    log.info("redis still unreachable (%s); retrying in %.2f s", exc.reason, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                except ElogError as exc:
+                    self._pending.pop_if(topic, call)
+                    self._drop(topic, str(exc))
+                except Exception as exc:  # a bug: never leave flush() waiting on a dead task
+                    log.exception("unexpected error retrying a publish of %r", shorten(topic))
+                    self._pending.pop_if(topic, call)
+                    self._drop(topic, f"unexpected error: {exc!r}")
+                else:
+                    self._pending.pop_if(topic, call)  # unless replaced while being sent
+                    backoff.reset()
+        finally:
+            if not self._pending:
+                self._empty.set()

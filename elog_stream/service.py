@@ -1,4 +1,4 @@
-"""What one service process owns while it runs: Redis client, Hub, Feed and their tasks."""
+"""What one service process owns while it runs: the store, Hub, Feed, counters and tasks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from .config import Settings, redact_url
 from .embedded import EmbeddedRedis
 from .feed import Feed
 from .hub import Hub
-from .publisher import AsyncPublisher
 from .ratelimit import RateLimiter
+from .stats import Stats
+from .store import TopicStore
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Service:
     settings: Settings
-    publisher: AsyncPublisher
+    stats: Stats
+    store: TopicStore
     hub: Hub
     feed: Feed
     publish_limiter: RateLimiter
@@ -32,6 +34,7 @@ class Service:
 async def running_service(settings: Settings, demo: bool = False) -> AsyncIterator[Service]:
     """Start everything the service needs; stop it all on exit, also on error or cancellation.
 
+    Its TaskGroup owns the Feed (and the demo) task: they are cancelled and awaited on exit.
     With no ``settings.redis_url`` a private server is started and stopped here, so it is
     stopped even when the process exits by a re-raised signal.
     """
@@ -42,43 +45,35 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             stack.callback(embedded.stop)
             redis_url = embedded.url
             print(f"elog-stream: embedded Redis running; publish with ELOG_REDIS_URL={redis_url}")
-        publisher = AsyncPublisher(
-            redis_url,
-            prefix=settings.prefix,
-            ttl=settings.ttl,
-            history_length=settings.history_length,
-            history_bytes=settings.history_bytes,
-            max_image_bytes=settings.max_image_bytes,
+        stats = Stats()
+        store = TopicStore(redis_url, settings, stats)
+        stack.push_async_callback(store.aclose)
+        hub = Hub(stats)
+        feed = Feed(
+            store,
+            hub,
+            stats,
+            keepalive_interval=settings.keepalive_interval,
+            reconcile_interval=settings.reconcile_interval,
         )
-        stack.push_async_callback(publisher.aclose)
-        hub = Hub()
-        feed = Feed(publisher, hub)
         service = Service(
             settings,
-            publisher,
+            stats,
+            store,
             hub,
             feed,
             publish_limiter=RateLimiter(settings.publish_rate, settings.publish_burst),
             login_limiter=RateLimiter(rate=0.2, burst=5),
         )
-        tasks = [asyncio.create_task(feed.run(), name="elog-feed")]
-        if demo:
-            from .demo import run_demo
+        async with asyncio.TaskGroup() as tasks:
+            owned = [tasks.create_task(feed.run(), name="elog-feed")]
+            if demo:
+                from .demo import run_demo
 
-            tasks.append(asyncio.create_task(run_demo(publisher), name="elog-demo"))
-        for task in tasks:
-            task.add_done_callback(_log_crash)
-        stack.push_async_callback(_cancel_and_wait, tasks)
-        log.info("serving topics from %s", redact_url(redis_url))
-        yield service
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks)
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task %s crashed", task.get_name(), exc_info=task.exception())
+                owned.append(tasks.create_task(run_demo(feed.publish), name="elog-demo"))
+            log.info("serving topics from %s", redact_url(redis_url))
+            try:
+                yield service
+            finally:
+                for task in owned:
+                    task.cancel()

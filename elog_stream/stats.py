@@ -1,4 +1,4 @@
-"""Counters of what the service dropped or lost on purpose, for logs and metrics."""
+"""Counters of what the service dropped, refused or lost, for logs and metrics."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ class Stats:
     viewer_disconnects: Counter[str] = field(default_factory=Counter)  # by reason kind
     redis_reconnects: int = 0
     publish_rate_limited: int = 0
+    # Data read from Redis that was refused (malformed_notification, wrong_type, not_an_image,
+    # ...), and the feed's own failures (crash, subscription_stale), by kind.
+    feed_errors: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -22,4 +25,5 @@ class Stats:
             "viewer_disconnects": dict(self.viewer_disconnects),
             "redis_reconnects": self.redis_reconnects,
             "publish_rate_limited": self.publish_rate_limited,
+            "feed_errors": dict(self.feed_errors),
         }

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket
 
 from .hub import Close, Expired, Filter, Hub, Viewer
-from .protocol import TopicImage
+from .records import TopicImage
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ async def viewer_socket(
             _send(websocket, viewer, service.settings.slow_viewer_timeout),
             _receive(websocket, viewer, service.hub),
         )
-    service.hub.stats.viewer_disconnects[kind] += 1
+    service.stats.viewer_disconnects[kind] += 1
     log.info(
         "viewer disconnected: reason=%s detail=%r superseded=%d viewers=%d",
         kind,
@@ -122,15 +122,15 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
         try:
             async with asyncio.timeout(timeout):
                 if isinstance(item, TopicImage):
-                    await websocket.send_text(json.dumps({"type": "image", **item.metadata()}))
+                    await websocket.send_text(_frame({"type": "image", **item.metadata()}))
                     await websocket.send_bytes(item.data)
                 elif isinstance(item, Expired):
-                    await websocket.send_text(json.dumps({"type": "expired", "topic": item.topic}))
+                    await websocket.send_text(_frame({"type": "expired", "topic": item.topic}))
                 elif isinstance(item, Close):
                     await websocket.close(code=item.code, reason=item.reason)
                     return "server_closed", item.reason
                 else:
-                    await websocket.send_text(json.dumps(item))
+                    await websocket.send_text(_frame(item))
         except TimeoutError:
             reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
             # The close frame goes out once the viewer reads again; give up on it after a while
@@ -139,3 +139,8 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
                 async with asyncio.timeout(CLOSE_WAIT):
                     await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
             return "too_slow", reason
+
+
+def _frame(message: dict[str, Any]) -> str:
+    # Strict JSON: a NaN or Infinity would make browsers' JSON.parse drop the frame.
+    return json.dumps(message, allow_nan=False)

@@ -14,7 +14,7 @@ from support import RunningService, png, run_service, wait_for
 
 from elog_stream import Publisher
 from elog_stream.config import Settings
-from elog_stream.protocol import PUBLISH_SCRIPT
+from elog_stream.protocol import PUBLISH_SCRIPT, READ_SCRIPT
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -86,8 +86,8 @@ def test_the_documented_script_is_the_one_used_and_works(
     service: RunningService, settings: Settings
 ) -> None:
     doc = DOC.read_text()
-    script = re.search(r"```lua\n(.*?)```", doc, re.S)
-    assert script is not None and script.group(1) == PUBLISH_SCRIPT
+    script, read_script = re.findall(r"```lua\n(.*?)```", doc, re.S)
+    assert (script, read_script) == (PUBLISH_SCRIPT, READ_SCRIPT)
     # Publish with EVAL and arguments exactly as the doc lists them, without the library.
     image = png("eval")
     digest = hashlib.sha256(image).hexdigest()
@@ -96,7 +96,7 @@ def test_the_documented_script_is_the_one_used_and_works(
     meta = {"experiment": "E", "description": "D", "content_type": "image/png",
             "updated_at": now, "digest": digest, "size": len(image)}  # fmt: skip
     seq = raw.eval(
-        script.group(1),
+        script,
         2,
         f"{settings.prefix}topic:{{T/eval}}",
         f"{settings.prefix}history:{{T/eval}}",

@@ -10,12 +10,15 @@ from support import png
 
 from elog_stream.hub import Expired, Filter, Hub
 from elog_stream.protocol import (
+    Keepalive,
     Keys,
-    TopicImage,
+    MalformedNotificationError,
     decode_notification,
+    encode_keepalive,
     encode_notification,
-    parse_read,
 )
+from elog_stream.records import TopicImage, parse_topic
+from elog_stream.stats import Stats
 
 
 def test_key_names_and_scan_pattern() -> None:
@@ -32,20 +35,34 @@ def test_key_names_and_scan_pattern() -> None:
 def test_notifications_round_trip_and_reject_garbage() -> None:
     assert decode_notification(encode_notification("a/b")) == "a/b"
     assert decode_notification('{"topic": "x", "future": 1}') == "x"
-    for bad in (b"\xff", "not json", "[]", '{"topic": 3}', "{}"):
-        with pytest.raises(ValueError):
+    assert decode_notification(encode_keepalive("me:1")) == Keepalive("me:1")
+    garbage = {
+        b"\xff": "malformed_notification",
+        "not json": "malformed_notification",
+        "[]": "malformed_notification",
+        '{"topic": 3}': "malformed_notification",
+        "{}": "malformed_notification",
+        "[" * 4000: "malformed_notification",  # deep nesting, under the size limit
+        "[" * 100_000: "oversized_notification",
+        '{"topic": "a//b"}': "invalid_topic",
+        '{"topic": "x{y}"}': "invalid_topic",
+    }
+    for bad, kind in garbage.items():
+        with pytest.raises(MalformedNotificationError) as refused:
             decode_notification(bad)
+        assert refused.value.kind == kind
 
 
 def test_a_hash_written_by_the_2014_tool_is_readable() -> None:
     image = png("legacy")
-    legacy = {b"experiment": b"cxif7214", b"description": b"old", b"pngimage": image}
-    parsed = parse_read("legacy", [legacy, 1500], now=1000.0)
+    # The read script's reply: the topic fields in protocol.TOPIC_FIELDS order, then the image.
+    legacy = [b"cxif7214", b"old", None, None, None, None, image]
+    parsed = parse_topic("legacy", [b"ok", 1500, legacy], now=1000.0)
     assert parsed is not None
     assert (parsed.seq, parsed.content_type) == (0, "image/png")
     assert parsed.digest == hashlib.sha256(image).hexdigest()
     assert parsed.expires_at == 1001.5
-    assert parse_read("gone", [{}, -2], now=0.0) is None
+    assert parse_topic("gone", None, now=0.0) is None
 
 
 def image(topic: str, seq: int, experiment: str = "e") -> TopicImage:
@@ -53,7 +70,7 @@ def image(topic: str, seq: int, experiment: str = "e") -> TopicImage:
 
 
 async def test_a_slow_viewer_gets_only_the_latest_image_per_topic() -> None:
-    hub = Hub()
+    hub = Hub(Stats())
     with hub.connect(Filter()) as (viewer, names):
         assert names == []
         for seq in range(1, 6):
@@ -85,7 +102,7 @@ def test_filters() -> None:
 
 
 def test_viewer_unregisters_on_error() -> None:
-    hub = Hub()
+    hub = Hub(Stats())
     with pytest.raises(RuntimeError), hub.connect(Filter()):
         assert hub.viewer_count == 1
         raise RuntimeError("handler failed")

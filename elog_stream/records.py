@@ -1,0 +1,226 @@
+"""What is read from Redis, parsed at the border into validated, immutable values.
+
+Nothing read from Redis is trusted: the content type is decided from the image's magic bytes
+whatever the hash says, numbers must be finite and in range, names follow the publish rules.
+Every parser raises CorruptTopicError (with a ``kind``) for data it cannot use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import CorruptTopicError, InvalidImageError, InvalidNameError
+from .images import CONTENT_TYPES, sniff_content_type
+from .protocol import (
+    MAX_DESCRIPTION_LENGTH,
+    PublishCall,
+    digest,
+    validate_description,
+    validate_experiment,
+)
+
+MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript viewer holds exactly
+MAX_TIME = 1e11  # seconds since 1970: year 5138
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+# A history entry is small JSON: names, a description and a few numbers.
+_MAX_ENTRY_BYTES = 8 * MAX_DESCRIPTION_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class TopicImage:
+    """An image of a topic and its metadata. Immutable, so it can be shared."""
+
+    topic: str
+    experiment: str
+    description: str
+    seq: int
+    updated_at: float
+    content_type: str
+    digest: str
+    data: bytes
+    expires_at: float | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def metadata(self) -> dict[str, Any]:
+        """The fields of the WebSocket ``image`` frame and the HTTP topic object."""
+        return {
+            "topic": self.topic,
+            "experiment": self.experiment,
+            "description": self.description,
+            "seq": self.seq,
+            "updated_at": self.updated_at,
+            "content_type": self.content_type,
+            "size": self.size,
+            "digest": self.digest,
+        }
+
+    def topic_object(self) -> dict[str, Any]:
+        """The HTTP topic object: the metadata and when the topic expires."""
+        return {**self.metadata(), "expires_at": self.expires_at}
+
+
+def published_image(call: PublishCall, seq: int, expires_at: float) -> TopicImage:
+    """The TopicImage that a publish answered with ``seq`` stored, without reading it back."""
+    return TopicImage(
+        topic=call.topic,
+        experiment=call.experiment,
+        description=call.description,
+        seq=seq,
+        updated_at=call.updated_at,
+        content_type=call.content_type,
+        digest=call.digest,
+        data=call.data,
+        expires_at=expires_at,
+    )
+
+
+def parse_topic(topic: str, reply: Any, now: float) -> TopicImage | None:
+    """The TopicImage in a ``protocol.topic_read_call`` reply at wall-clock ``now``.
+
+    None when the topic does not exist. Hashes missing the newer fields (as the 2014 tool
+    wrote them) get computed defaults: seq 0, updated_at 0, the digest of the image.
+    """
+    found = _bounded(topic, reply)
+    if found is None:
+        return None
+    pttl, values = found
+    experiment, description, _, seq, updated_at, stored_digest, data = values
+    if not data:
+        return None  # a hash without an image: nothing to show yet
+    return TopicImage(
+        topic=topic,
+        experiment=_name(topic, "experiment", experiment, validate_experiment),
+        description=_name(topic, "description", description, validate_description),
+        seq=_seq(topic, seq),
+        updated_at=_time(topic, updated_at),
+        content_type=_content_type(topic, data),
+        digest=_digest(topic, stored_digest, data),
+        data=data,
+        expires_at=now + pttl / 1000 if isinstance(pttl, int) and pttl >= 0 else None,
+    )
+
+
+def parse_history_entry(topic: str, seq: int, raw: bytes | None) -> dict[str, Any] | None:
+    """The metadata of one kept image, from its ``meta:<seq>`` JSON; None if not kept."""
+    if raw is None:
+        return None
+    if len(raw) > _MAX_ENTRY_BYTES:
+        raise CorruptTopicError(topic, "invalid_history", f"entry {seq} is {len(raw)} bytes")
+    try:
+        entry = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CorruptTopicError(topic, "invalid_history", f"entry {seq} is not JSON") from None
+    if not isinstance(entry, dict):
+        raise CorruptTopicError(topic, "invalid_history", f"entry {seq} is not a JSON object")
+    size = entry.get("size")
+    content_type = entry.get("content_type")
+    if not (isinstance(size, int) and 0 < size) or content_type not in CONTENT_TYPES:
+        raise CorruptTopicError(topic, "invalid_history", f"entry {seq} has no valid size/type")
+    return {
+        "topic": topic,
+        "seq": seq,
+        "experiment": _name(topic, "experiment", entry.get("experiment"), validate_experiment),
+        "description": _name(topic, "description", entry.get("description"), validate_description),
+        "updated_at": _time(topic, entry.get("updated_at")),
+        "content_type": content_type,
+        "size": size,
+        "digest": _digest(topic, entry.get("digest"), None),
+    }
+
+
+def parse_history_image(topic: str, seq: int, reply: Any) -> TopicImage | None:
+    """The kept image ``seq`` in a ``protocol.history_image_call`` reply; None if not kept."""
+    found = _bounded(topic, reply)
+    if found is None:
+        return None
+    raw_entry, data = found[1]
+    entry = parse_history_entry(topic, seq, raw_entry)
+    if entry is None or not data:
+        return None
+    return TopicImage(
+        topic=topic,
+        experiment=entry["experiment"],
+        description=entry["description"],
+        seq=seq,
+        updated_at=entry["updated_at"],
+        content_type=_content_type(topic, data),
+        digest=entry["digest"],
+        data=data,
+    )
+
+
+def parse_seq(topic: str, value: Any) -> int | None:
+    """A stored sequence number, or None when absent."""
+    return None if value is None else _seq(topic, value)
+
+
+def _bounded(topic: str, reply: Any) -> tuple[Any, list[Any]] | None:
+    # The reply of READ_SCRIPT: None, [b'type', kind], [b'size', n] or [b'ok', pttl, values].
+    if reply is None:
+        return None
+    if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"type":
+        kind = reply[1].decode(errors="replace")
+        raise CorruptTopicError(topic, "wrong_type", f"its key holds a {kind}, not a hash")
+    if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"size":
+        raise CorruptTopicError(topic, "too_large", f"its fields hold {reply[1]} bytes")
+    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"ok":
+        return reply[1], reply[2]
+    raise CorruptTopicError(topic, "invalid_field", f"unexpected read reply {reply!r:.80}")
+
+
+def _name(topic: str, field: str, value: Any, validate: Any) -> str:
+    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    if text is None and field == "description":
+        text = ""
+    try:
+        return str(validate(text))
+    except InvalidNameError as exc:
+        raise CorruptTopicError(topic, "invalid_field", str(exc)[:200]) from None
+
+
+def _seq(topic: str, value: Any) -> int:
+    if value is None:
+        return 0
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_SEQ):
+        raise CorruptTopicError(
+            topic, "invalid_field", f"seq {text[:40]!r} is not an integer from 0 to 2^53-1"
+        )
+    return int(text)
+
+
+def _time(topic: str, value: Any) -> float:
+    if value is None:
+        return 0.0
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and 0 <= number <= MAX_TIME):
+        raise CorruptTopicError(
+            topic, "invalid_field", f"updated_at {str(value)[:40]!r} is not a Unix time"
+        )
+    return number
+
+
+def _content_type(topic: str, data: bytes) -> str:
+    try:
+        return sniff_content_type(data)
+    except InvalidImageError as exc:
+        raise CorruptTopicError(topic, "not_an_image", str(exc)) from None
+
+
+def _digest(topic: str, value: Any, data: bytes | None) -> str:
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    if isinstance(text, str) and _DIGEST.fullmatch(text):
+        return text
+    if value is None and data is not None:
+        return digest(data)  # a hash written by the 2014 tool
+    raise CorruptTopicError(topic, "invalid_field", f"digest {str(text)[:80]!r} is not SHA-256")

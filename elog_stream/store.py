@@ -1,0 +1,253 @@
+"""The service's one owner of Redis: every read, write and subscription goes through here.
+
+``TopicStore`` holds the redis.asyncio client, knows the key names, validates everything it
+reads (``records``), and translates every redis-py error into the domain errors of
+``errors.py``: RedisUnavailableError (503), RedisRefusedError (503), CorruptTopicError (409),
+PublishOutcomeUnknownError (504). Data it refuses is counted in ``Stats.feed_errors`` by kind
+and logged at most once per topic per minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, cast
+
+import redis.asyncio
+
+from .config import Settings, redact_url, redis_client_options
+from .errors import CorruptTopicError, RedisUnavailableError, redis_errors
+from .protocol import (
+    PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    Keepalive,
+    MalformedNotificationError,
+    ScriptCall,
+    decode_notification,
+    encode_keepalive,
+    history_image_call,
+    publish_call,
+    topic_read_call,
+)
+from .records import (
+    TopicImage,
+    parse_history_entry,
+    parse_history_image,
+    parse_seq,
+    parse_topic,
+    published_image,
+)
+from .stats import Stats
+from .throttled_log import ThrottledLog
+
+log = logging.getLogger(__name__)
+
+MAX_HISTORY_ENTRIES = 1000
+_SCAN_BATCH = 200
+
+# A topic's version as the reconciliation sees it: (seq, digest); None when unknown.
+Version = tuple[int, str] | None
+
+
+class TopicStore:
+    """Reads, writes and subscribes to the topics of docs/protocol.md in one Redis.
+
+    Nothing connects until the first call. Every method raises RedisUnavailableError when
+    Redis cannot be reached and RedisRefusedError when it answers with an error.
+    """
+
+    def __init__(self, url: str, settings: Settings, stats: Stats) -> None:
+        self.url = redact_url(url)
+        self._keys = settings.keys
+        self._limits = settings.limits
+        self._max_image_bytes = settings.max_image_bytes
+        self._timeout = settings.redis_timeout
+        self._stats = stats
+        self._problems = ThrottledLog(log)
+        self._client = redis.asyncio.Redis.from_url(
+            url, health_check_interval=30, **redis_client_options(settings.redis_timeout)
+        )
+        self._publish = self._client.register_script(PUBLISH_SCRIPT)
+        self._read = self._client.register_script(READ_SCRIPT)
+
+    async def publish(
+        self, topic: str, experiment: str, data: bytes, description: str = ""
+    ) -> TopicImage:
+        """Publish ``data`` as the topic's current image; return what was stored.
+
+        Raises InvalidNameError / InvalidImageError for bad input, CorruptTopicError when the
+        topic's keys hold data the script refuses to overwrite, PublishOutcomeUnknownError when
+        the publish was sent but not answered.
+        """
+        now = time.time()
+        call = publish_call(
+            self._keys, self._limits, topic, experiment, description, data,
+            self._max_image_bytes, now,
+        )  # fmt: skip
+        with self._errors(topic, write=True):
+            seq = int(await self._publish(keys=call.keys, args=call.args))
+        return published_image(call, seq, expires_at=now + self._limits.ttl)
+
+    async def read(self, topic: str) -> TopicImage | None:
+        """The current image of a valid topic name; None when it has none.
+
+        Raises CorruptTopicError (counted and logged) when its hash is unusable.
+        """
+        call = topic_read_call(self._keys, topic, self._max_image_bytes)
+        with self._refused(topic):
+            return parse_topic(topic, await self._script(self._read, call, topic), time.time())
+
+    async def versions(self) -> dict[str, Version]:
+        """Every topic hash in Redis and its version, without reading any image.
+
+        Keys that are not valid topic names are skipped (counted as ``invalid_key``).
+        """
+        found: dict[str, Version] = {}
+        batch: list[str] = []
+        with self._errors():
+            async for key in self._client.scan_iter(
+                match=self._keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
+            ):
+                try:
+                    batch.append(self._keys.topic_of(key))
+                except ValueError as exc:
+                    self._report(CorruptTopicError(str(key), "invalid_key", str(exc)))
+                if len(batch) >= _SCAN_BATCH:
+                    found.update(await self._versions(batch))
+                    batch = []
+            found.update(await self._versions(batch))
+        return found
+
+    async def _versions(self, topics: list[str]) -> dict[str, Version]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for topic in topics:
+                pipe.hmget(self._keys.topic(topic), ["seq", "digest"])
+            replies = await pipe.execute(raise_on_error=False)
+        versions: dict[str, Version] = {}
+        for topic, reply in zip(topics, replies, strict=True):
+            version: Version = None
+            if isinstance(reply, list) and isinstance(reply[1], bytes):
+                with contextlib.suppress(CorruptTopicError):  # the read will report it
+                    seq = parse_seq(topic, reply[0])
+                    version = None if seq is None else (seq, reply[1].decode(errors="replace"))
+            versions[topic] = version
+        return versions
+
+    async def history(self, topic: str) -> list[dict[str, Any]]:
+        """Metadata of the topic's kept images, newest first; unusable entries are skipped."""
+        history = self._keys.history(topic)
+        with self._refused(topic), self._errors(topic):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hget(history, "first")
+                pipe.hget(self._keys.topic(topic), "seq")
+                first, last = (parse_seq(topic, value) for value in await pipe.execute())
+            if first is None or last is None:
+                return []
+            seqs = range(last, max(first, last - MAX_HISTORY_ENTRIES + 1) - 1, -1)
+            raw = await self._client.hmget(history, [f"meta:{seq}" for seq in seqs]) if seqs else []
+        entries = []
+        for seq, entry in zip(seqs, raw, strict=True):
+            try:
+                parsed = parse_history_entry(topic, seq, cast(bytes | None, entry))
+            except CorruptTopicError as exc:
+                self._report(exc)
+                continue
+            if parsed is not None:
+                entries.append(parsed)
+        return entries
+
+    async def history_image(self, topic: str, seq: int) -> TopicImage | None:
+        """The kept image ``seq`` of the topic; None when it is no longer kept."""
+        call = history_image_call(self._keys, topic, seq, self._max_image_bytes)
+        with self._refused(topic):
+            return parse_history_image(topic, seq, await self._script(self._read, call, topic))
+
+    async def ping(self) -> None:
+        with self._errors():
+            await self._client.ping()
+
+    async def keepalive(self, token: str) -> None:
+        """Publish a Keepalive on the update channel; subscribers ignore other services' ones."""
+        with self._errors():
+            await self._client.publish(self._keys.channel, encode_keepalive(token))
+
+    @contextlib.asynccontextmanager
+    async def subscription(self) -> AsyncIterator[Subscription]:
+        """Subscribe to the update channel; yields once Redis has confirmed it.
+
+        The connection is closed on exit, also on error or cancellation.
+        """
+        pubsub = self._client.pubsub()
+        try:
+            with self._errors():
+                await pubsub.subscribe(self._keys.channel)
+                while True:
+                    message = await pubsub.get_message(timeout=self._timeout)
+                    if message is None:
+                        raise RedisUnavailableError(self.url, "SUBSCRIBE was not confirmed")
+                    if message["type"] == "subscribe":
+                        break
+            yield Subscription(pubsub, self.url, self._report)
+        finally:
+            await pubsub.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _script(self, script: Any, call: ScriptCall, topic: str) -> Any:
+        with self._errors(topic):
+            return await script(keys=call.keys, args=call.args)
+
+    def _report(self, error: CorruptTopicError | MalformedNotificationError) -> None:
+        kind = error.kind
+        self._stats.feed_errors[kind] += 1
+        key = error.topic if isinstance(error, CorruptTopicError) else ""
+        self._problems.warning(kind, key, str(error))
+
+    @contextlib.contextmanager
+    def _refused(self, topic: str) -> Iterator[None]:
+        try:
+            yield
+        except CorruptTopicError as exc:
+            self._report(exc)
+            raise
+
+    def _errors(
+        self, topic: str = "", write: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        return redis_errors(self.url, topic=topic, write=write)
+
+
+class Subscription:
+    """The messages of a confirmed subscription to the update channel."""
+
+    def __init__(
+        self,
+        pubsub: redis.asyncio.client.PubSub,
+        url: str,
+        report: Callable[[MalformedNotificationError], None],
+    ) -> None:
+        self._pubsub = pubsub
+        self._url = url
+        self._report = report
+
+    async def receive(self) -> str | Keepalive:
+        """The next valid topic name or Keepalive; anything else is counted and skipped.
+
+        Raises RedisUnavailableError when the connection is lost. Cancelling is safe.
+        """
+        while True:
+            with redis_errors(self._url):
+                message = await self._pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            if message["type"] in ("unsubscribe", "sunsubscribe"):
+                raise RedisUnavailableError(self._url, "the server ended the subscription")
+            if message["type"] != "message":
+                continue
+            try:
+                return decode_notification(message["data"])
+            except MalformedNotificationError as exc:
+                self._report(exc)
