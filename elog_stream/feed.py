@@ -36,7 +36,8 @@ class Feed:
     """Subscribes to the update channel, reads each changed topic once, and updates the Hub.
 
     Every ``keepalive_interval`` seconds it publishes a Keepalive on the channel and expects
-    to see it come back; after three intervals without one it reconnects. Every
+    to see it come back: after two intervals without one ``problem()`` reports it, after
+    three it reconnects. Every
     ``reconcile_interval`` seconds (and on every (re)subscription) it compares the versions of
     all topics in Redis with the Hub, so changes nobody announced (DEL, FLUSHALL, a lost
     notification) are seen too.
@@ -55,6 +56,7 @@ class Feed:
         self._hub = hub
         self._stats = stats
         self._keepalive_interval = keepalive_interval
+        self._unproven_after = 2 * keepalive_interval
         self._stale_after = 3 * keepalive_interval
         self._reconcile_interval = reconcile_interval
         self._changed: LatestWins[str, None] = LatestWins()
@@ -72,8 +74,8 @@ class Feed:
         if not self._live:
             return self._problem
         age = self.proof_age()
-        if age is not None and age > self._stale_after:
-            return f"no proof that the update subscription delivers for {age:.0f} s"
+        if age is not None and age > self._unproven_after:
+            return f"no proof that the update subscription delivers for {age:.1f} s"
         return None
 
     def proof_age(self) -> float | None:

@@ -15,10 +15,10 @@ from collections import Counter
 from typing import Any
 
 import redis
-import redis.asyncio
 
 from .config import DEFAULT_REDIS_URL, Settings, redact_url, redis_client_options
 from .errors import (
+    CorruptTopicError,
     ElogError,
     PublishOutcomeUnknownError,
     RedisUnavailableError,
@@ -37,10 +37,10 @@ from .protocol import (
 from .protocol import publish_call as _publish_call
 from .records import TopicImage, parse_topic
 from .retry import RetryBuffer
+from .store import TopicStore
 
 _SCAN_BATCH = 100
 _OPTIONS = {"prefix", "ttl", "history_length", "history_bytes", "max_image_bytes"}
-_TIMEOUT = 30.0
 
 
 class _Core:
@@ -53,7 +53,7 @@ class _Core:
         self.settings = Settings.from_env(redis_url=redis_url, **options)
         self.url = self.settings.redis_url or DEFAULT_REDIS_URL
         self.shown_url = redact_url(self.url)
-        self.client_options = redis_client_options(_TIMEOUT)
+        self.client_options = redis_client_options(self.settings.redis_timeout)
 
     def publish_call(
         self, topic: str, experiment: str, data: bytes, description: str
@@ -69,7 +69,7 @@ class _Core:
         return topic_read_call(settings.keys, validate_topic(topic), settings.max_image_bytes)
 
     def read(self, topic: str, reply: Any) -> TopicImage:
-        image = parse_topic(topic, reply, time.time())
+        image = parse_topic(topic, reply, time.time(), self.settings.max_image_bytes)
         if image is None:
             raise TopicNotFoundError(topic)
         return image
@@ -114,8 +114,13 @@ class Publisher:
         PublishOutcomeUnknownError when Redis got the publish but did not answer in time.
         """
         call = self._core.publish_call(topic, experiment, image_bytes(image), description)
-        with self._core.errors(topic, write=True):
-            return int(self._publish_script(keys=call.keys, args=call.args))
+        with self._core.errors(topic):
+            connection = self._redis.client()  # one pooled connection, connected
+        try:
+            with self._core.errors(topic, write=True):
+                return int(self._publish_script(keys=call.keys, args=call.args, client=connection))
+        finally:
+            connection.close()  # back to the pool
 
     def grab(self, topic: str) -> TopicImage:
         """The current image of ``topic``; raises TopicNotFoundError if there is none."""
@@ -147,10 +152,11 @@ class Publisher:
 
 
 class AsyncPublisher:
-    """The asyncio twin of Publisher (redis.asyncio); same arguments, methods are coroutines.
+    """The asyncio twin of Publisher; same arguments, methods are coroutines.
 
-    Figures and files are rendered/read in a worker thread so the event loop keeps running.
-    Cancelling a call is safe: a publish either happened whole or not at all.
+    A thin layer over a TopicStore (the same Redis gateway the service uses). Figures and files
+    are rendered/read in a worker thread so the event loop keeps running. Cancelling a call is
+    safe: a publish either happened whole or not at all.
 
     ``retry_buffer=N`` (default 0: raise at once) rides out Redis outages: the newest image of
     up to N topics is kept and retried with backoff until Redis answers; images dropped on the
@@ -161,19 +167,12 @@ class AsyncPublisher:
         self, redis_url: str | None = None, *, retry_buffer: int = 0, **options: Any
     ) -> None:
         self._core = _Core(redis_url, options)
-        self._redis = redis.asyncio.Redis.from_url(self._core.url, **self._core.client_options)
-        self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
-        self._read_script = self._redis.register_script(READ_SCRIPT)
-        self._retry = RetryBuffer(self._send, retry_buffer) if retry_buffer else None
+        self._store = TopicStore(self._core.url, self._core.settings)
+        self._retry = RetryBuffer(self._store.send, retry_buffer) if retry_buffer else None
 
     @property
     def settings(self) -> Settings:
         return self._core.settings
-
-    @property
-    def redis(self) -> redis.asyncio.Redis:
-        """The underlying redis.asyncio client, owned by this publisher."""
-        return self._redis
 
     async def publish(
         self, topic: str, experiment: str, image: Any, description: str = ""
@@ -187,10 +186,10 @@ class AsyncPublisher:
             image = await asyncio.to_thread(image_bytes, image)
         call = self._core.publish_call(topic, experiment, bytes(image), description)
         if self._retry is None:
-            return await self._send(call)
+            return await self._store.send(call)
         if not self._retry.pending:  # else this one must not overtake the waiting ones
             try:
-                return await self._send(call)
+                return await self._store.send(call)
             except PublishOutcomeUnknownError:
                 raise  # sent: retrying could store it twice
             except RedisUnavailableError:
@@ -208,43 +207,32 @@ class AsyncPublisher:
         if self._retry is not None:
             await self._retry.wait_empty()
 
-    async def _send(self, call: PublishCall) -> int:
-        with self._core.errors(call.topic, write=True):
-            return int(await self._publish_script(keys=call.keys, args=call.args))
-
     async def grab(self, topic: str) -> TopicImage:
         """See Publisher.grab."""
-        call = self._core.read_call(topic)
-        with self._core.errors(topic):
-            reply = await self._read_script(keys=call.keys, args=call.args)
-        return self._core.read(topic, reply)
+        image = await self._store.read(validate_topic(topic))
+        if image is None:
+            raise TopicNotFoundError(topic)
+        return image
 
     async def topics(self) -> list[TopicImage]:
         """See Publisher.topics."""
-        keys = self.settings.keys
-        with self._core.errors():
-            names = [
-                key
-                async for key in self._redis.scan_iter(
-                    match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
-                )
-            ]
         found = []
-        for key in names:
-            with contextlib.suppress(ElogError, ValueError):  # gone since, or not usable
-                found.append(await self.grab(keys.topic_of(key)))
+        for topic in await self._store.versions():
+            with contextlib.suppress(CorruptTopicError):  # not usable: skipped
+                image = await self._store.read(topic)
+                if image is not None:
+                    found.append(image)
         return sorted(found, key=lambda image: image.topic)
 
     async def ping(self) -> None:
         """Raise RedisUnavailableError unless Redis answers."""
-        with self._core.errors():
-            await self._redis.ping()
+        await self._store.ping()
 
     async def aclose(self) -> None:
         """Close the connection; publishes still kept for retrying are dropped and logged."""
         if self._retry is not None:
             await self._retry.aclose()
-        await self._redis.aclose()
+        await self._store.aclose()
 
     async def __aenter__(self) -> AsyncPublisher:
         return self

@@ -81,7 +81,7 @@ def published_image(call: PublishCall, seq: int, expires_at: float) -> TopicImag
     )
 
 
-def parse_topic(topic: str, reply: Any, now: float) -> TopicImage | None:
+def parse_topic(topic: str, reply: Any, now: float, max_image_bytes: int) -> TopicImage | None:
     """The TopicImage in a ``protocol.topic_read_call`` reply at wall-clock ``now``.
 
     None when the topic does not exist. Hashes missing the newer fields (as the 2014 tool
@@ -94,6 +94,7 @@ def parse_topic(topic: str, reply: Any, now: float) -> TopicImage | None:
     experiment, description, _, seq, updated_at, stored_digest, data = values
     if not data:
         return None  # a hash without an image: nothing to show yet
+    _check_size(topic, data, max_image_bytes)
     return TopicImage(
         topic=topic,
         experiment=_name(topic, "experiment", experiment, validate_experiment),
@@ -135,7 +136,9 @@ def parse_history_entry(topic: str, seq: int, raw: bytes | None) -> dict[str, An
     }
 
 
-def parse_history_image(topic: str, seq: int, reply: Any) -> TopicImage | None:
+def parse_history_image(
+    topic: str, seq: int, reply: Any, max_image_bytes: int
+) -> TopicImage | None:
     """The kept image ``seq`` in a ``protocol.history_image_call`` reply; None if not kept."""
     found = _bounded(topic, reply)
     if found is None:
@@ -144,6 +147,7 @@ def parse_history_image(topic: str, seq: int, reply: Any) -> TopicImage | None:
     entry = parse_history_entry(topic, seq, raw_entry)
     if entry is None or not data:
         return None
+    _check_size(topic, data, max_image_bytes)
     return TopicImage(
         topic=topic,
         experiment=entry["experiment"],
@@ -173,6 +177,13 @@ def _bounded(topic: str, reply: Any) -> tuple[Any, list[Any]] | None:
     if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"ok":
         return reply[1], reply[2]
     raise CorruptTopicError(topic, "invalid_field", f"unexpected read reply {reply!r:.80}")
+
+
+def _check_size(topic: str, data: bytes, max_image_bytes: int) -> None:
+    if len(data) > max_image_bytes:
+        raise CorruptTopicError(
+            topic, "too_large", f"its image is {len(data)} bytes, over {max_image_bytes}"
+        )
 
 
 def _name(topic: str, field: str, value: Any, validate: Any) -> str:

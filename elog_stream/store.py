@@ -24,6 +24,7 @@ from .protocol import (
     READ_SCRIPT,
     Keepalive,
     MalformedNotificationError,
+    PublishCall,
     ScriptCall,
     decode_notification,
     encode_keepalive,
@@ -58,16 +59,16 @@ class TopicStore:
     Redis cannot be reached and RedisRefusedError when it answers with an error.
     """
 
-    def __init__(self, url: str, settings: Settings, stats: Stats) -> None:
+    def __init__(self, url: str, settings: Settings, stats: Stats | None = None) -> None:
         self.url = redact_url(url)
         self._keys = settings.keys
         self._limits = settings.limits
         self._max_image_bytes = settings.max_image_bytes
         self._timeout = settings.redis_timeout
-        self._stats = stats
+        self._stats = stats or Stats()
         self._problems = ThrottledLog(log)
         self._client = redis.asyncio.Redis.from_url(
-            url, health_check_interval=30, **redis_client_options(settings.redis_timeout)
+            url, **redis_client_options(settings.redis_timeout)
         )
         self._publish = self._client.register_script(PUBLISH_SCRIPT)
         self._read = self._client.register_script(READ_SCRIPT)
@@ -86,9 +87,22 @@ class TopicStore:
             self._keys, self._limits, topic, experiment, description, data,
             self._max_image_bytes, now,
         )  # fmt: skip
-        with self._errors(topic, write=True):
-            seq = int(await self._publish(keys=call.keys, args=call.args))
+        seq = await self.send(call)
         return published_image(call, seq, expires_at=now + self._limits.ttl)
+
+    async def send(self, call: PublishCall) -> int:
+        """Run a prepared publish once (never retried: it is not idempotent); return its seq.
+
+        Raises RedisUnavailableError when no connection could be made (nothing was sent), and
+        PublishOutcomeUnknownError when the connection failed after sending.
+        """
+        with self._errors(call.topic):
+            connection = await self._client.client().initialize()  # one pooled connection
+        try:
+            with self._errors(call.topic, write=True):
+                return int(await self._publish(keys=call.keys, args=call.args, client=connection))
+        finally:
+            await connection.aclose()  # back to the pool
 
     async def read(self, topic: str) -> TopicImage | None:
         """The current image of a valid topic name; None when it has none.
@@ -97,7 +111,8 @@ class TopicStore:
         """
         call = topic_read_call(self._keys, topic, self._max_image_bytes)
         with self._refused(topic):
-            return parse_topic(topic, await self._script(self._read, call, topic), time.time())
+            reply = await self._script(self._read, call, topic)
+            return parse_topic(topic, reply, time.time(), self._max_image_bytes)
 
     async def versions(self) -> dict[str, Version]:
         """Every topic hash in Redis and its version, without reading any image.
@@ -113,7 +128,8 @@ class TopicStore:
                 try:
                     batch.append(self._keys.topic_of(key))
                 except ValueError as exc:
-                    self._report(CorruptTopicError(str(key), "invalid_key", str(exc)))
+                    name = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+                    self._report(CorruptTopicError(name, "invalid_key", str(exc)))
                 if len(batch) >= _SCAN_BATCH:
                     found.update(await self._versions(batch))
                     batch = []
@@ -162,7 +178,8 @@ class TopicStore:
         """The kept image ``seq`` of the topic; None when it is no longer kept."""
         call = history_image_call(self._keys, topic, seq, self._max_image_bytes)
         with self._refused(topic):
-            return parse_history_image(topic, seq, await self._script(self._read, call, topic))
+            reply = await self._script(self._read, call, topic)
+            return parse_history_image(topic, seq, reply, self._max_image_bytes)
 
     async def ping(self) -> None:
         with self._errors():

@@ -157,6 +157,14 @@ class ServeProcess:
         for line in self.process.stdout:
             self.lines.put(line)
 
+    def drain(self) -> list[str]:
+        """Every line printed so far."""
+        while True:
+            try:
+                self.output.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.output
+
     def wait_for_line(self, pattern: str) -> re.Match[str]:
         while True:
             try:

@@ -57,12 +57,12 @@ def test_a_hash_written_by_the_2014_tool_is_readable() -> None:
     image = png("legacy")
     # The read script's reply: the topic fields in protocol.TOPIC_FIELDS order, then the image.
     legacy = [b"cxif7214", b"old", None, None, None, None, image]
-    parsed = parse_topic("legacy", [b"ok", 1500, legacy], now=1000.0)
+    parsed = parse_topic("legacy", [b"ok", 1500, legacy], now=1000.0, max_image_bytes=10**6)
     assert parsed is not None
     assert (parsed.seq, parsed.content_type) == (0, "image/png")
     assert parsed.digest == hashlib.sha256(image).hexdigest()
     assert parsed.expires_at == 1001.5
-    assert parse_topic("gone", None, now=0.0) is None
+    assert parse_topic("gone", None, now=0.0, max_image_bytes=10**6) is None
 
 
 def image(topic: str, seq: int, experiment: str = "e") -> TopicImage:
