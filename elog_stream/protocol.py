@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -200,6 +201,16 @@ FIELDS_BYTES = 64 * 1024
 class ScriptCall:
     keys: list[str]
     args: list[Any]
+
+    def command(self, script: str, *, by_sha: bool = True) -> tuple[Any, ...]:
+        """The ``EVALSHA`` command running ``script`` (``EVAL`` when the server lacks it)."""
+        head = ("EVALSHA", _sha1(script)) if by_sha else ("EVAL", script)
+        return (*head, len(self.keys), *self.keys, *self.args)
+
+
+@functools.cache
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

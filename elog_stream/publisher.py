@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from .config import DEFAULT_REDIS_URL, Settings, redact_url, redis_client_options
 from .errors import (
@@ -94,7 +95,6 @@ class Publisher:
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         self._core = _Core(redis_url, options)
         self._redis = redis.Redis.from_url(self._core.url, **self._core.client_options)
-        self._publish_script = self._redis.register_script(PUBLISH_SCRIPT)
         self._read_script = self._redis.register_script(READ_SCRIPT)
 
     @property
@@ -114,13 +114,19 @@ class Publisher:
         PublishOutcomeUnknownError when Redis got the publish but did not answer in time.
         """
         call = self._core.publish_call(topic, experiment, image_bytes(image), description)
+        pool = self._redis.connection_pool
         with self._core.errors(topic):
-            connection = self._redis.client()  # one pooled connection, connected
+            connection = pool.get_connection()  # connected: nothing is sent yet
         try:
             with self._core.errors(topic, write=True):
-                return int(self._publish_script(keys=call.keys, args=call.args, client=connection))
+                try:
+                    connection.send_command(*call.command(PUBLISH_SCRIPT))
+                    return int(connection.read_response())
+                except NoScriptError:  # the first publish to this server
+                    connection.send_command(*call.command(PUBLISH_SCRIPT, by_sha=False))
+                    return int(connection.read_response())
         finally:
-            connection.close()  # back to the pool
+            pool.release(connection)  # redis-py has disconnected it on any error
 
     def grab(self, topic: str) -> TopicImage:
         """The current image of ``topic``; raises TopicNotFoundError if there is none."""

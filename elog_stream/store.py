@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
 import redis.asyncio
+from redis.exceptions import NoScriptError
 
 from .config import Settings, redact_url, redis_client_options
 from .errors import CorruptTopicError, RedisUnavailableError, redis_errors
@@ -70,7 +71,6 @@ class TopicStore:
         self._client = redis.asyncio.Redis.from_url(
             url, **redis_client_options(settings.redis_timeout)
         )
-        self._publish = self._client.register_script(PUBLISH_SCRIPT)
         self._read = self._client.register_script(READ_SCRIPT)
 
     async def publish(
@@ -96,13 +96,19 @@ class TopicStore:
         Raises RedisUnavailableError when no connection could be made (nothing was sent), and
         PublishOutcomeUnknownError when the connection failed after sending.
         """
+        pool = self._client.connection_pool
         with self._errors(call.topic):
-            connection = await self._client.client().initialize()  # one pooled connection
+            connection = await pool.get_connection()  # connected: nothing is sent yet
         try:
             with self._errors(call.topic, write=True):
-                return int(await self._publish(keys=call.keys, args=call.args, client=connection))
+                try:
+                    await connection.send_command(*call.command(PUBLISH_SCRIPT))
+                    return int(await connection.read_response())
+                except NoScriptError:  # the first publish to this server
+                    await connection.send_command(*call.command(PUBLISH_SCRIPT, by_sha=False))
+                    return int(await connection.read_response())
         finally:
-            await connection.aclose()  # back to the pool
+            await pool.release(connection)  # redis-py has disconnected it on any error
 
     async def read(self, topic: str) -> TopicImage | None:
         """The current image of a valid topic name; None when it has none.
