@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     publish = commands.add_parser("publish", parents=[redis_options], help="publish an image file")
-    publish.add_argument("file", type=Path, help="PNG or JPEG file")
+    publish.add_argument("file", type=Path, help="PNG, JPEG, WebP or GIF file")
     publish.add_argument("--topic", required=True)
     publish.add_argument("--experiment", required=True)
     publish.add_argument("--description", default="")

@@ -14,6 +14,7 @@ from .protocol import (
     DEFAULT_HISTORY_LENGTH,
     DEFAULT_PREFIX,
     DEFAULT_TTL,
+    MAX_HISTORY_LENGTH,
     Keys,
     Limits,
 )
@@ -52,8 +53,10 @@ class Settings:
         for name in ("redis_timeout", "keepalive_interval", "reconcile_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
-        if self.history_length < 0 or self.history_bytes < 0:
-            raise ValueError("history_length and history_bytes must not be negative")
+        if not 0 <= self.history_length <= MAX_HISTORY_LENGTH:
+            raise ValueError(f"history_length must be from 0 to {MAX_HISTORY_LENGTH}")
+        if self.history_bytes < 0:
+            raise ValueError("history_bytes must not be negative")
         object.__setattr__(self, "keys", Keys(self.prefix))
         object.__setattr__(
             self, "limits", Limits(self.ttl, self.history_length, self.history_bytes)

@@ -101,13 +101,11 @@ class PublishOutcomeUnknownError(RedisUnavailableError):
 
 @contextlib.contextmanager
 def redis_errors(url: str, *, topic: str = "", write: bool = False) -> Iterator[None]:
-    """Translate redis-py's exceptions raised in the block into the ones above.
+    """Translate every redis-py exception raised in the block into one of the above.
 
     ``url`` must already be redacted. ``write`` says that the block sends a write on a
-    connection that is already established, so a reply that times out means the server may
-    have run it (it is slow, paused, or the reply was lost): PublishOutcomeUnknownError. A
-    connection found closed stays RedisUnavailableError: far more often a pooled connection
-    that a restarted server had closed than a server that died just after running the write.
+    connection that is already established: if that connection then fails or stays silent,
+    the server may have run the write, so PublishOutcomeUnknownError.
     """
     try:
         yield
@@ -119,8 +117,10 @@ def redis_errors(url: str, *, topic: str = "", write: bool = False) -> Iterator[
         if message.startswith("WRONGTYPE"):
             raise CorruptTopicError(topic, "wrong_type", "a key holds the wrong type") from None
         raise RedisRefusedError(url, message[:500]) from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if write and isinstance(exc, redis.exceptions.TimeoutError):
+    except redis.exceptions.AuthenticationError as exc:  # permanent: retrying cannot help
+        raise RedisRefusedError(url, str(exc)[:500]) from exc
+    except redis.exceptions.RedisError as exc:  # connection, timeout, garbled replies
+        reason = str(exc)[:500] or type(exc).__name__
+        if write:
             raise PublishOutcomeUnknownError(url, reason) from exc
         raise RedisUnavailableError(url, reason) from exc

@@ -21,11 +21,14 @@ from .protocol import Keepalive
 from .records import TopicImage
 from .stats import Stats
 from .store import Subscription, TopicStore
-from .throttled_log import shorten
+from .throttled_log import ThrottledLog, shorten
 
 log = logging.getLogger(__name__)
 
 _EXPIRY_CHECK_INTERVAL = 1.0
+# Backoff starts afresh only after the subscription stayed live this long, so a failure that
+# recurs right after each (re)subscription cannot spin.
+_STABLE_AFTER = 10.0
 
 
 class SubscriptionStaleError(Exception):
@@ -65,16 +68,20 @@ class Feed:
         self._publishes = 0
         self._published_at: dict[str, int] = {}
         self._token = uuid.uuid4().hex
-        self._live = False
+        self._live_since: float | None = None
         self._problem = "the update subscription is starting"
+        self._subscribed_at = 0.0
         self._proof: float | None = None
+        self._crashes = ThrottledLog(log)
 
     def problem(self) -> str | None:
         """Why the Hub may be out of step with Redis now; None when it is live and proven."""
-        if not self._live:
+        if self._live_since is None:
             return self._problem
-        age = self.proof_age()
-        if age is not None and age > self._unproven_after:
+        if self._proof is None or self._proof < self._subscribed_at:
+            return "subscribed; waiting for the first keepalive to come back"
+        age = time.monotonic() - self._proof
+        if age > self._unproven_after:
             return f"no proof that the update subscription delivers for {age:.1f} s"
         return None
 
@@ -91,10 +98,13 @@ class Feed:
         """
         image = await self._store.publish(topic, experiment, data, description)
         held = self._hub.get(topic)
-        if held is None or held.seq < image.seq:
-            self._publishes += 1
-            self._published_at[topic] = self._publishes
-            self._hub.update(image)
+        self._publishes += 1
+        self._published_at[topic] = self._publishes
+        self._hub.update(image)
+        if held is not None and held.seq >= image.seq:
+            # The topic restarted at 1 (deleted or expired unnoticed), or another publish
+            # overtook this one: Redis decides which is current.
+            self._changed.put(topic, None)
         return image
 
     async def run(self) -> None:
@@ -106,9 +116,9 @@ class Feed:
                 reason = "the update subscription ended"
             except Exception as error:  # CancelledError is not an Exception: it ends run()
                 reason = self._failed(error)
-            if self._live:  # it had worked: back off afresh
+            if self._live_since is not None and time.monotonic() - self._live_since > _STABLE_AFTER:
                 backoff.reset()
-            self._live = False
+            self._live_since = None
             self._stats.redis_reconnects += 1
             delay = backoff.next_delay()
             self._problem = f"{reason}; retrying in {delay:.1f} s"
@@ -123,14 +133,15 @@ class Feed:
             self._stats.feed_errors["subscription_stale"] += 1
             return f"update subscription stale: {cause}"
         self._stats.feed_errors["crash"] += 1
-        log.error("feed crashed", exc_info=error)
-        return f"the feed crashed ({type(cause).__name__}: {shorten(str(cause))})"
+        description = f"{type(cause).__name__}: {shorten(str(cause))}"
+        self._crashes.log(logging.ERROR, "crash", type(cause).__name__, description, error)
+        return f"the feed crashed ({description})"
 
     async def _follow(self) -> None:
         async with self._store.subscription() as subscription:
-            self._proof = time.monotonic()  # the confirmation came over this very connection
+            self._subscribed_at = time.monotonic()
             await self._reconcile()  # whatever changed while nobody was listening
-            self._live = True
+            self._live_since = time.monotonic()
             log.info("feed: subscribed; %d topics held", self._hub.topic_count)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read_changed())
@@ -150,7 +161,6 @@ class Feed:
     async def _prove_alive(self) -> None:
         sent = 0
         while True:
-            await asyncio.sleep(self._keepalive_interval)
             sent += 1
             try:
                 async with asyncio.timeout(self._stale_after):
@@ -159,7 +169,9 @@ class Feed:
                 raise SubscriptionStaleError(
                     f"Redis did not answer a keepalive within {self._stale_after:g} s"
                 ) from None
-            age = self.proof_age() or 0.0
+            await asyncio.sleep(self._keepalive_interval)
+            # Only a keepalive received over this subscription counts.
+            age = time.monotonic() - max(self._proof or 0.0, self._subscribed_at)
             if age > self._stale_after:
                 raise SubscriptionStaleError(f"no keepalive came back for {age:.1f} s")
 

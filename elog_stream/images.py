@@ -76,6 +76,6 @@ def image_bytes(image: Any) -> bytes:
     if hasattr(image, "savefig"):
         return figure_to_png(image)
     raise TypeError(
-        "image must be a matplotlib Figure, PNG/JPEG bytes or a file path, "
+        "image must be a matplotlib Figure, PNG/JPEG/WebP/GIF bytes or a file path, "
         f"not {type(image).__name__}"
     )

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
 # Notifications name one topic (at most 200 characters); anything longer is not one of ours.
 MAX_NOTIFICATION_BYTES = 4096
+MAX_HISTORY_LENGTH = 10_000  # the publish script treats a longer history as not its own
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -98,6 +100,7 @@ def validate_description(description: str) -> str:
         )
     if _DESCRIPTION_CONTROL.search(description):
         raise InvalidNameError("description contains control characters (only tab and newline)")
+    _check_unicode("description", description)
     return description
 
 
@@ -112,6 +115,14 @@ def _check_name(what: str, value: str) -> None:
         )
     if _CONTROL.search(value):
         raise InvalidNameError(f"{what} {value!r} contains control characters")
+    _check_unicode(what, value)
+
+
+def _check_unicode(what: str, value: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidNameError(f"{what} {value[:40]!r} is not valid Unicode") from None
 
 
 def digest(data: bytes) -> str:
@@ -123,16 +134,16 @@ PUBLISH_SCRIPT = """\
 -- elog-stream publish (protocol v1): store, count, keep history, expire, notify; atomically.
 -- KEYS[1] topic hash {prefix}topic:{T}     KEYS[2] history hash {prefix}history:{T}
 -- ARGV[1] channel {prefix}updates          ARGV[2] notification {"topic":"T"}
--- ARGV[3] ttl in seconds                   ARGV[4] history length (0 keeps no history)
+-- ARGV[3] ttl in seconds                   ARGV[4] history length (0 to 10000)
 -- ARGV[5] history byte budget              ARGV[6] history entry JSON (metadata, no seq)
 -- ARGV[7...] field, value pairs of the topic hash
 -- Returns the topic's new sequence number. Refuses, with an error starting "ELOGDATA <kind>",
 -- to touch keys it cannot have written: another type, or a seq that is not an integer.
 local topic, history = KEYS[1], KEYS[2]
 local ttl, keep, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local function whole(value)  -- an integer from 0 to 2^53-2, else nil
-  local n = tonumber(value)
-  if n and n >= 0 and n < 9007199254740991 and n == math.floor(n) then return n end
+local function field(name, n) return name .. string.format('%d', n) end
+if redis.acl_check_cmd and not redis.acl_check_cmd('PUBLISH', ARGV[1], ARGV[2]) then
+  return redis.error_reply('NOPERM this user may not PUBLISH on ' .. ARGV[1])
 end
 for _, key in ipairs(KEYS) do
   local kind = redis.call('TYPE', key)['ok']
@@ -141,7 +152,8 @@ for _, key in ipairs(KEYS) do
   end
 end
 local old = redis.call('HGET', topic, 'seq')
-if old and not (string.match(old, '^%d+$') and whole(old)) then
+if old and not ((old == '0' or string.match(old, '^[1-9]%d*$')) and #old <= 16
+    and tonumber(old) < 9007199254740991) then
   return redis.error_reply('ELOGDATA invalid_field seq of ' .. topic .. ' is '
     .. string.sub(old, 1, 40) .. ', not an integer from 0 to 2^53-2')
 end
@@ -149,25 +161,30 @@ local seq = redis.call('HINCRBY', topic, 'seq', 1)
 redis.call('HSET', topic, unpack(ARGV, 7))
 redis.call('EXPIRE', topic, ttl)
 if keep > 0 then
-  local id = string.format('%d', seq)
-  local first = whole(redis.call('HGET', history, 'first'))
-  if first == nil or first > seq or whole(redis.call('HGET', history, 'bytes')) == nil
-      or redis.call('HEXISTS', history, 'meta:' .. id) == 1 then
-    -- none yet, unreadable, or left over from before the topic expired and restarted at 1
-    redis.call('DEL', history)
-    first = seq
+  if redis.call('HLEN', history) > 20001 then
+    redis.call('DEL', history)  -- far more than this script ever keeps: not ours
   end
   local image = redis.call('HGET', topic, 'pngimage')
-  redis.call('HSET', history, 'meta:' .. id, ARGV[6], 'image:' .. id, image)
-  local bytes = redis.call('HINCRBY', history, 'bytes', string.len(image))
-  while first < seq and (seq - first >= keep or bytes > budget) do
-    local old_id = string.format('%d', first)
-    local size = redis.call('HSTRLEN', history, 'image:' .. old_id)
-    bytes = redis.call('HINCRBY', history, 'bytes', -size)
-    redis.call('HDEL', history, 'meta:' .. old_id, 'image:' .. old_id)
-    first = first + 1
+  redis.call('HSET', history, field('meta:', seq), ARGV[6], field('image:', seq), image)
+  -- The kept images, found by name: bounded by what is kept, whatever gaps seq has.
+  local kept, bytes = {}, 0
+  for _, name in ipairs(redis.call('HKEYS', history)) do
+    local n = tonumber(string.match(name, '^meta:(%d+)$'))
+    if n and n > seq then  -- left over from before the topic expired and restarted at 1
+      redis.call('HDEL', history, name, 'image:' .. string.sub(name, 6))
+    elseif n then
+      kept[#kept + 1] = n
+      bytes = bytes + redis.call('HSTRLEN', history, field('image:', n))
+    end
   end
-  redis.call('HSET', history, 'first', string.format('%d', first))
+  table.sort(kept)
+  local i = 1
+  while kept[i] < seq and (seq - kept[i] >= keep or bytes > budget) do
+    bytes = bytes - redis.call('HSTRLEN', history, field('image:', kept[i]))
+    redis.call('HDEL', history, field('meta:', kept[i]), field('image:', kept[i]))
+    i = i + 1
+  end
+  redis.call('HSET', history, 'first', string.format('%d', kept[i]))
   redis.call('EXPIRE', history, ttl)
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
@@ -286,20 +303,21 @@ def publish_call(
     )
 
 
+def read_call(key: str, fields: Sequence[str], limit: int) -> ScriptCall:
+    """A ``READ_SCRIPT`` call for ``fields`` of the hash ``key``, refused over ``limit`` bytes."""
+    return ScriptCall(keys=[key], args=[limit, *fields])
+
+
 def topic_read_call(keys: Keys, topic: str, max_image_bytes: int) -> ScriptCall:
     """A ``READ_SCRIPT`` call for the topic hash; ``records.parse_topic`` parses its reply."""
-    return ScriptCall(
-        keys=[keys.topic(topic)],
-        args=[max_image_bytes + FIELDS_BYTES, *TOPIC_FIELDS, IMAGE_FIELD],
-    )
+    fields = [*TOPIC_FIELDS, IMAGE_FIELD]
+    return read_call(keys.topic(topic), fields, max_image_bytes + FIELDS_BYTES)
 
 
 def history_image_call(keys: Keys, topic: str, seq: int, max_image_bytes: int) -> ScriptCall:
     """A ``READ_SCRIPT`` call for one kept image; ``records.parse_history_image`` parses it."""
-    return ScriptCall(
-        keys=[keys.history(topic)],
-        args=[max_image_bytes + FIELDS_BYTES, f"meta:{seq}", f"image:{seq}"],
-    )
+    fields = [f"meta:{seq}", f"image:{seq}"]
+    return read_call(keys.history(topic), fields, max_image_bytes + FIELDS_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

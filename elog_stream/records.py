@@ -26,6 +26,7 @@ from .protocol import (
 MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript viewer holds exactly
 MAX_TIME = 1e11  # seconds since 1970: year 5138
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_SEQ = re.compile(r"0|[1-9][0-9]{0,15}")  # canonical, as HINCRBY accepts it
 # A history entry is small JSON: names, a description and a few numbers.
 _MAX_ENTRY_BYTES = 8 * MAX_DESCRIPTION_LENGTH
 
@@ -116,13 +117,13 @@ def parse_history_entry(topic: str, seq: int, raw: bytes | None) -> dict[str, An
         raise CorruptTopicError(topic, "invalid_history", f"entry {seq} is {len(raw)} bytes")
     try:
         entry = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep, huge numbers
         raise CorruptTopicError(topic, "invalid_history", f"entry {seq} is not JSON") from None
     if not isinstance(entry, dict):
         raise CorruptTopicError(topic, "invalid_history", f"entry {seq} is not a JSON object")
     size = entry.get("size")
     content_type = entry.get("content_type")
-    if not (isinstance(size, int) and 0 < size) or content_type not in CONTENT_TYPES:
+    if not (isinstance(size, int) and 0 < size <= MAX_SEQ) or content_type not in CONTENT_TYPES:
         raise CorruptTopicError(topic, "invalid_history", f"entry {seq} has no valid size/type")
     return {
         "topic": topic,
@@ -165,6 +166,12 @@ def parse_seq(topic: str, value: Any) -> int | None:
     return None if value is None else _seq(topic, value)
 
 
+def parse_fields(topic: str, reply: Any) -> list[Any] | None:
+    """The values in a ``protocol.read_call`` reply; None when the hash does not exist."""
+    found = _bounded(topic, reply)
+    return None if found is None else list(found[1])
+
+
 def _bounded(topic: str, reply: Any) -> tuple[Any, list[Any]] | None:
     # The reply of READ_SCRIPT: None, [b'type', kind], [b'size', n] or [b'ok', pttl, values].
     if reply is None:
@@ -200,7 +207,7 @@ def _seq(topic: str, value: Any) -> int:
     if value is None:
         return 0
     text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    if not (text.isascii() and text.isdigit() and int(text) <= MAX_SEQ):
+    if not (_SEQ.fullmatch(text) and int(text) <= MAX_SEQ):
         raise CorruptTopicError(
             topic, "invalid_field", f"seq {text[:40]!r} is not an integer from 0 to 2^53-1"
         )

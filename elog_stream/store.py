@@ -31,10 +31,12 @@ from .protocol import (
     encode_keepalive,
     history_image_call,
     publish_call,
+    read_call,
     topic_read_call,
 )
 from .records import (
     TopicImage,
+    parse_fields,
     parse_history_entry,
     parse_history_image,
     parse_seq,
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 MAX_HISTORY_ENTRIES = 1000
 _SCAN_BATCH = 200
+_VERSION_BYTES = 256  # a seq and a digest
+_HISTORY_BYTES = 16 * 2**20  # the metadata of up to MAX_HISTORY_ENTRIES kept images
 
 # A topic's version as the reconciliation sees it: (seq, digest); None when unknown.
 Version = tuple[int, str] | None
@@ -117,17 +121,19 @@ class TopicStore:
         """
         call = topic_read_call(self._keys, topic, self._max_image_bytes)
         with self._refused(topic):
-            reply = await self._script(self._read, call, topic)
+            reply = await self._script(call, topic)
             return parse_topic(topic, reply, time.time(), self._max_image_bytes)
 
     async def versions(self) -> dict[str, Version]:
         """Every topic hash in Redis and its version, without reading any image.
 
-        Keys that are not valid topic names are skipped (counted as ``invalid_key``).
+        Bounded: at most a few hundred bytes per key. Keys that are not valid topic names are
+        skipped (counted as ``invalid_key``); a version that cannot be read is None.
         """
         found: dict[str, Version] = {}
         batch: list[str] = []
         with self._errors():
+            await self._client.script_load(READ_SCRIPT)  # the batches below use EVALSHA
             async for key in self._client.scan_iter(
                 match=self._keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
             ):
@@ -145,30 +151,37 @@ class TopicStore:
     async def _versions(self, topics: list[str]) -> dict[str, Version]:
         async with self._client.pipeline(transaction=False) as pipe:
             for topic in topics:
-                pipe.hmget(self._keys.topic(topic), ["seq", "digest"])
+                call = read_call(self._keys.topic(topic), ("seq", "digest"), _VERSION_BYTES)
+                pipe.execute_command(*call.command(READ_SCRIPT))
             replies = await pipe.execute(raise_on_error=False)
         versions: dict[str, Version] = {}
         for topic, reply in zip(topics, replies, strict=True):
             version: Version = None
-            if isinstance(reply, list) and isinstance(reply[1], bytes):
-                with contextlib.suppress(CorruptTopicError):  # the read will report it
-                    seq = parse_seq(topic, reply[0])
-                    version = None if seq is None else (seq, reply[1].decode(errors="replace"))
+            with contextlib.suppress(CorruptTopicError, ValueError, TypeError, IndexError):
+                values = parse_fields(topic, reply)  # the full read reports what is wrong
+                if values is not None and isinstance(values[1], bytes):
+                    seq = parse_seq(topic, values[0])
+                    version = None if seq is None else (seq, values[1].decode(errors="replace"))
             versions[topic] = version
         return versions
 
     async def history(self, topic: str) -> list[dict[str, Any]]:
-        """Metadata of the topic's kept images, newest first; unusable entries are skipped."""
-        history = self._keys.history(topic)
-        with self._refused(topic), self._errors(topic):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hget(history, "first")
-                pipe.hget(self._keys.topic(topic), "seq")
-                first, last = (parse_seq(topic, value) for value in await pipe.execute())
-            if first is None or last is None:
+        """Metadata of the topic's kept images, newest first; unusable entries are skipped.
+
+        Raises CorruptTopicError when the history as a whole cannot be read.
+        """
+        history_key = self._keys.history(topic)
+        with self._refused(topic):
+            first_reply = await self._script(read_call(history_key, ("first",), 64), topic)
+            seq_reply = await self._script(read_call(self._keys.topic(topic), ("seq",), 64), topic)
+            first = parse_seq(topic, (parse_fields(topic, first_reply) or [None])[0])
+            last = parse_seq(topic, (parse_fields(topic, seq_reply) or [None])[0])
+            if first is None or last is None or first > last:
                 return []
             seqs = range(last, max(first, last - MAX_HISTORY_ENTRIES + 1) - 1, -1)
-            raw = await self._client.hmget(history, [f"meta:{seq}" for seq in seqs]) if seqs else []
+            fields = [f"meta:{seq}" for seq in seqs]
+            call = read_call(history_key, fields, _HISTORY_BYTES)
+            raw = parse_fields(topic, await self._script(call, topic)) or [None] * len(seqs)
         entries = []
         for seq, entry in zip(seqs, raw, strict=True):
             try:
@@ -184,7 +197,7 @@ class TopicStore:
         """The kept image ``seq`` of the topic; None when it is no longer kept."""
         call = history_image_call(self._keys, topic, seq, self._max_image_bytes)
         with self._refused(topic):
-            reply = await self._script(self._read, call, topic)
+            reply = await self._script(call, topic)
             return parse_history_image(topic, seq, reply, self._max_image_bytes)
 
     async def ping(self) -> None:
@@ -219,9 +232,9 @@ class TopicStore:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _script(self, script: Any, call: ScriptCall, topic: str) -> Any:
+    async def _script(self, call: ScriptCall, topic: str) -> Any:
         with self._errors(topic):
-            return await script(keys=call.keys, args=call.args)
+            return await self._read(keys=call.keys, args=call.args)
 
     def _report(self, error: CorruptTopicError | MalformedNotificationError) -> None:
         kind = error.kind
@@ -231,11 +244,17 @@ class TopicStore:
 
     @contextlib.contextmanager
     def _refused(self, topic: str) -> Iterator[None]:
+        # Counts and logs data refused while parsing; a shape the parsers did not foresee
+        # (ValueError, TypeError...) is bad data too, never a crash of the caller.
         try:
             yield
         except CorruptTopicError as exc:
             self._report(exc)
             raise
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            error = CorruptTopicError(topic, "invalid_field", f"unreadable: {exc!r:.200}")
+            self._report(error)
+            raise error from exc
 
     def _errors(
         self, topic: str = "", write: bool = False

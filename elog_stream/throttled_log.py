@@ -38,6 +38,17 @@ class ThrottledLog:
 
     def warning(self, kind: str, key: str, message: str) -> bool:
         """Log ``message`` (shortened) unless throttled; return whether it was logged."""
+        return self.log(logging.WARNING, kind, key, message)
+
+    def log(
+        self,
+        level: int,
+        kind: str,
+        key: str,
+        message: str,
+        exc_info: BaseException | None = None,
+    ) -> bool:
+        """Log ``message`` (shortened) at ``level`` unless throttled; return whether it was."""
         now = time.monotonic()
         last = self._last.get((kind, key))
         start, lines = self._window.get(kind, (now, 0))
@@ -53,5 +64,6 @@ class ThrottledLog:
         self._window[kind] = (start, lines + 1)
         held = self._held.pop(kind, 0)
         suffix = f" ({held} more {kind} not logged)" if held else ""
-        self._logger.warning("%s: %s%s", kind, shorten(message, 2 * MAX_TEXT), suffix)
+        text = shorten(message, 2 * MAX_TEXT)
+        self._logger.log(level, "%s: %s%s", kind, text, suffix, exc_info=exc_info)
         return True

@@ -22,6 +22,7 @@ class _Connection:
         self.head = bytearray()  # the first bytes the client sent
         self.drop_requests = False
         self.drop_replies = False
+        self.hang_up_on_reply = False
 
     def close(self) -> None:
         for sock in (self.client, self.server):
@@ -71,6 +72,20 @@ class TcpProxy:
                 self._losing_replies = False
                 for connection in self._connections:
                     connection.drop_replies = connection.drop_requests
+
+    @contextlib.contextmanager
+    def hanging_up(self, spare: Callable[[bytes], bool]) -> Iterator[None]:
+        """Until the block exits, the server gets and runs every command, but the first reply
+        on each open connection that ``spare`` does not pick closes it instead."""
+        with self._lock:
+            for connection in self._connections:
+                connection.hang_up_on_reply = not spare(bytes(connection.head))
+        try:
+            yield
+        finally:
+            with self._lock:
+                for connection in self._connections:
+                    connection.hang_up_on_reply = False
 
     @contextlib.contextmanager
     def refusing(self) -> Iterator[None]:
@@ -127,6 +142,8 @@ class TcpProxy:
     ) -> None:
         try:
             while data := source.recv(65536):
+                if not upstream and connection.hang_up_on_reply:
+                    break
                 if upstream and len(connection.head) < _HEAD_BYTES:
                     connection.head += data[: _HEAD_BYTES - len(connection.head)]
                 if not (connection.drop_requests if upstream else connection.drop_replies):

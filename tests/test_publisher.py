@@ -169,7 +169,9 @@ def test_bad_images_are_refused_and_nothing_is_stored(
         publisher.publish("t", "e", b"%PDF-1.7 ...")
     with pytest.raises(InvalidImageError, match="image is empty"):
         publisher.publish("t", "e", b"")
-    with pytest.raises(TypeError, match="matplotlib Figure, PNG/JPEG bytes or a file path"):
+    with pytest.raises(
+        TypeError, match="matplotlib Figure, PNG/JPEG/WebP/GIF bytes or a file path"
+    ):
         publisher.publish("t", "e", 42)
     with Publisher(settings.redis_url, prefix=settings.prefix, max_image_bytes=100) as small:
         with pytest.raises(ImageTooLargeError, match="over the limit of 100 bytes"):
