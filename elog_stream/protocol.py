@@ -142,6 +142,10 @@ PUBLISH_SCRIPT = """\
 local topic, history = KEYS[1], KEYS[2]
 local ttl, keep, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local function field(name, n) return name .. string.format('%d', n) end
+local function whole(value)  -- an integer from 0 to 2^53-2, else nil
+  local n = tonumber(value)
+  if n and n >= 0 and n < 9007199254740991 and n == math.floor(n) then return n end
+end
 if redis.acl_check_cmd and not redis.acl_check_cmd('PUBLISH', ARGV[1], ARGV[2]) then
   return redis.error_reply('NOPERM this user may not PUBLISH on ' .. ARGV[1])
 end
@@ -152,8 +156,7 @@ for _, key in ipairs(KEYS) do
   end
 end
 local old = redis.call('HGET', topic, 'seq')
-if old and not ((old == '0' or string.match(old, '^[1-9]%d*$')) and #old <= 16
-    and tonumber(old) < 9007199254740991) then
+if old and not ((old == '0' or string.match(old, '^[1-9]%d*$')) and whole(old)) then
   return redis.error_reply('ELOGDATA invalid_field seq of ' .. topic .. ' is '
     .. string.sub(old, 1, 40) .. ', not an integer from 0 to 2^53-2')
 end
@@ -161,26 +164,33 @@ local seq = redis.call('HINCRBY', topic, 'seq', 1)
 redis.call('HSET', topic, unpack(ARGV, 7))
 redis.call('EXPIRE', topic, ttl)
 if keep > 0 then
-  if redis.call('HLEN', history) > 20001 then
-    redis.call('DEL', history)  -- far more than this script ever keeps: not ours
+  local first = whole(redis.call('HGET', history, 'first'))
+  local bytes = whole(redis.call('HGET', history, 'bytes'))
+  if first == nil or bytes == nil or first > seq or redis.call('HLEN', history) > 20002
+      or redis.call('HEXISTS', history, field('meta:', seq)) == 1 then
+    -- none yet, not ours, or left over from before the topic expired and restarted at 1
+    redis.call('DEL', history)
+    first = seq
   end
   local image = redis.call('HGET', topic, 'pngimage')
   redis.call('HSET', history, field('meta:', seq), ARGV[6], field('image:', seq), image)
-  -- The kept images, found by name: bounded by what is kept, whatever gaps seq has.
-  local kept, bytes = {}, 0
-  for _, name in ipairs(redis.call('HKEYS', history)) do
-    local n = tonumber(string.match(name, '^meta:(%d+)$'))
-    if n and n > seq then  -- left over from before the topic expired and restarted at 1
-      redis.call('HDEL', history, name, 'image:' .. string.sub(name, 6))
-    elseif n then
-      kept[#kept + 1] = n
-      bytes = bytes + redis.call('HSTRLEN', history, field('image:', n))
+  bytes = redis.call('HINCRBY', history, 'bytes', string.len(image))
+  -- Candidates for trimming, oldest first: the seqs since `first`, or, after a gap (images
+  -- published without history, a hand edit), the kept ones by name; so the work is bounded.
+  local kept = {}
+  if seq - first <= 2 * keep then
+    for n = first, seq do kept[#kept + 1] = n end
+  else
+    for _, name in ipairs(redis.call('HKEYS', history)) do
+      local n = tonumber(string.match(name, '^meta:(%d+)$'))
+      if n and n <= seq then kept[#kept + 1] = n end
     end
+    table.sort(kept)
   end
-  table.sort(kept)
   local i = 1
   while kept[i] < seq and (seq - kept[i] >= keep or bytes > budget) do
-    bytes = bytes - redis.call('HSTRLEN', history, field('image:', kept[i]))
+    local size = redis.call('HSTRLEN', history, field('image:', kept[i]))
+    bytes = redis.call('HINCRBY', history, 'bytes', -size)
     redis.call('HDEL', history, field('meta:', kept[i]), field('image:', kept[i]))
     i = i + 1
   end

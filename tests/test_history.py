@@ -68,6 +68,7 @@ def test_history_is_bounded_in_bytes_and_expires_with_the_topic(settings: Settin
     kept = sorted(k for k in raw.hkeys(history_key) if k.startswith(b"image:"))
     assert kept == [b"image:4", b"image:5"]
     assert raw.hget(history_key, "first") == b"4"
+    assert int(raw.hget(history_key, "bytes")) == sum(raw.hstrlen(history_key, k) for k in kept)
     assert 0 < raw.ttl(history_key) <= 30
     assert abs(raw.ttl(history_key) - raw.ttl(settings.keys.topic("bytes"))) <= 1
 
