@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.convertors import IntegerConvertor, PathConvertor, register_url_convertor
 
 from .auth import bearer
 from .errors import ElogError, ImageTooLargeError, InvalidNameError
@@ -32,7 +32,14 @@ class _WholeTopicConvertor(PathConvertor):
     regex = "(?s:(?!.*/history/)(?!.*/(?:image|history)$).+)"
 
 
+class _SeqConvertor(IntegerConvertor):
+    # At most 16 digits (seq < 2^53): longer numbers match no route (404), and never reach
+    # int(), which refuses over 4300 digits.
+    regex = "[0-9]{1,16}"
+
+
 register_url_convertor("topic", _TopicConvertor())
+register_url_convertor("seq", _SeqConvertor())
 register_url_convertor("whole_topic", _WholeTopicConvertor())
 
 router = APIRouter()
@@ -92,14 +99,10 @@ _IMAGE_CONTENT: dict[str, Any] = {"content": {content_type: {} for content_type 
 
 async def _current(service: Service, topic: str) -> TopicImage:
     """The topic's current image: from memory, else from Redis (a publish seconds old)."""
-    image = service.hub.get(topic)
-    if image is None:
-        try:
-            validate_topic(topic)
-        except InvalidNameError:
-            image = None
-        else:
-            image = await service.store.read(topic)
+    try:
+        image = await service.feed.lookup(validate_topic(topic))
+    except InvalidNameError:
+        image = None
     if image is None:
         raise HTTPException(404, f"no live image for topic {topic!r}")
     return image
@@ -122,7 +125,7 @@ async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
 
 
 @router.get(
-    "/api/topics/{topic:topic}/history/{seq:int}/image",
+    "/api/topics/{topic:topic}/history/{seq:seq}/image",
     response_class=Response,
     responses={200: _IMAGE_CONTENT, 304: {}, **_READ_ERRORS},
 )

@@ -13,6 +13,7 @@ ElogError
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -109,6 +110,7 @@ def redis_errors(url: str, *, topic: str = "", write: bool = False) -> Iterator[
     """
     try:
         yield
+        _reraise_lost_cancellation()
     except redis.exceptions.ResponseError as exc:
         message = str(exc)
         if message.startswith(DATA_ERROR_PREFIX):
@@ -124,3 +126,16 @@ def redis_errors(url: str, *, topic: str = "", write: bool = False) -> Iterator[
         if write:
             raise PublishOutcomeUnknownError(url, reason) from exc
         raise RedisUnavailableError(url, reason) from exc
+
+
+def _reraise_lost_cancellation() -> None:
+    # redis-py 8.1 sends with asyncio.wait_for, which on Python 3.11 returns the result and
+    # drops a cancellation that arrives as the send completes (CPython gh-86296): the task
+    # would run on after Task.cancel(), and a shutdown would wait for it forever. The request
+    # is still counted by Task.cancelling(), so it is honoured here.
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop: the blocking Publisher
+        return
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError("cancelled during a Redis command")

@@ -20,7 +20,7 @@ from .mailbox import LatestWins
 from .protocol import Keepalive
 from .records import TopicImage
 from .stats import Stats
-from .store import Subscription, TopicStore
+from .store import Subscription, TopicStore, Version
 from .throttled_log import ThrottledLog, shorten
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ _EXPIRY_CHECK_INTERVAL = 1.0
 # Backoff starts afresh only after the subscription stayed live this long, so a failure that
 # recurs right after each (re)subscription cannot spin.
 _STABLE_AFTER = 10.0
+# Topics announced but not read yet. Beyond this (a flood of notifications) they are dropped
+# for one reconciliation, which reads only what really changed.
+MAX_BACKLOG = 10_000
 
 
 class SubscriptionStaleError(Exception):
@@ -40,10 +43,11 @@ class Feed:
 
     Every ``keepalive_interval`` seconds it publishes a Keepalive on the channel and expects
     to see it come back: after two intervals without one ``problem()`` reports it, after
-    three it reconnects. Every
-    ``reconcile_interval`` seconds (and on every (re)subscription) it compares the versions of
-    all topics in Redis with the Hub, so changes nobody announced (DEL, FLUSHALL, a lost
-    notification) are seen too.
+    three it reconnects. Every ``reconcile_interval`` seconds (and on every (re)subscription)
+    it compares the versions of all topics in Redis with the Hub, so changes nobody announced
+    (DEL, FLUSHALL, a lost notification) are seen too. Announced topics are read before those
+    the reconciliation suspects; topics Redis holds as unusable are not read again until they
+    change.
     """
 
     def __init__(
@@ -62,7 +66,13 @@ class Feed:
         self._unproven_after = 2 * keepalive_interval
         self._stale_after = 3 * keepalive_interval
         self._reconcile_interval = reconcile_interval
-        self._changed: LatestWins[str, None] = LatestWins()
+        self._ready = asyncio.Event()
+        # Announced topics (value: when first announced) go before suspected ones.
+        self._announced: LatestWins[str, float] = LatestWins(self._ready)
+        self._suspected: LatestWins[str, None] = LatestWins(self._ready)
+        self._reconcile_now = asyncio.Event()
+        # Topics whose data was refused, with their version then (None: not known yet).
+        self._refused: dict[str, tuple[Version, CorruptTopicError]] = {}
         # Publishes made through this service, so that a read sent before one of them and
         # answered after it cannot put the older image back (read-your-writes).
         self._publishes = 0
@@ -72,22 +82,47 @@ class Feed:
         self._problem = "the update subscription is starting"
         self._subscribed_at = 0.0
         self._proof: float | None = None
-        self._crashes = ThrottledLog(log)
+        self._log = ThrottledLog(log)
 
     def problem(self) -> str | None:
         """Why the Hub may be out of step with Redis now; None when it is live and proven."""
         if self._live_since is None:
             return self._problem
+        now = time.monotonic()
         if self._proof is None or self._proof < self._subscribed_at:
             return "subscribed; waiting for the first keepalive to come back"
-        age = time.monotonic() - self._proof
-        if age > self._unproven_after:
-            return f"no proof that the update subscription delivers for {age:.1f} s"
+        if now - self._proof > self._unproven_after:
+            return f"no proof that the update subscription delivers for {now - self._proof:.1f} s"
+        if self._announced:
+            waited = now - self._announced.peek()[1]
+            if waited > self._stale_after:
+                return (
+                    f"{len(self._announced)} announced updates not read yet, "
+                    f"the oldest for {waited:.1f} s"
+                )
         return None
 
     def proof_age(self) -> float | None:
         """Seconds since the subscription last proved it delivers; None before the first."""
         return None if self._proof is None else time.monotonic() - self._proof
+
+    async def lookup(self, topic: str) -> TopicImage | None:
+        """The topic's current image: from the Hub, else read from Redis (not kept).
+
+        Raises CorruptTopicError, without reading again, for a topic whose data was refused
+        and has not changed since.
+        """
+        image = self._hub.get(topic)
+        if image is not None:
+            return image
+        refused = self._refused.get(topic)
+        if refused is not None:
+            raise refused[1]
+        try:
+            return await self._store.read(topic)
+        except CorruptTopicError as exc:
+            self._refused[topic] = (None, exc)
+            raise
 
     async def publish(
         self, topic: str, experiment: str, data: bytes, description: str = ""
@@ -98,13 +133,17 @@ class Feed:
         """
         image = await self._store.publish(topic, experiment, data, description)
         held = self._hub.get(topic)
+        self._refused.pop(topic, None)
+        if held is not None and held.seq >= image.seq:
+            # The topic restarted at 1 unnoticed (deleted, expired), or another publish
+            # overtook this one. Redis decides; meanwhile serve this one unless the held
+            # image is evidently the newer.
+            self._suspected.put(topic, None)
+            if held.updated_at > image.updated_at:
+                return image
         self._publishes += 1
         self._published_at[topic] = self._publishes
         self._hub.update(image)
-        if held is not None and held.seq >= image.seq:
-            # The topic restarted at 1 (deleted or expired unnoticed), or another publish
-            # overtook this one: Redis decides which is current.
-            self._changed.put(topic, None)
         return image
 
     async def run(self) -> None:
@@ -116,7 +155,8 @@ class Feed:
                 reason = "the update subscription ended"
             except Exception as error:  # CancelledError is not an Exception: it ends run()
                 reason = self._failed(error)
-            if self._live_since is not None and time.monotonic() - self._live_since > _STABLE_AFTER:
+            live_since = self._live_since
+            if live_since is not None and time.monotonic() - live_since > _STABLE_AFTER:
                 backoff.reset()
             self._live_since = None
             self._stats.redis_reconnects += 1
@@ -134,7 +174,7 @@ class Feed:
             return f"update subscription stale: {cause}"
         self._stats.feed_errors["crash"] += 1
         description = f"{type(cause).__name__}: {shorten(str(cause))}"
-        self._crashes.log(logging.ERROR, "crash", type(cause).__name__, description, error)
+        self._log.log(logging.ERROR, "crash", type(cause).__name__, description, error)
         return f"the feed crashed ({description})"
 
     async def _follow(self) -> None:
@@ -155,8 +195,20 @@ class Feed:
             if isinstance(message, Keepalive):
                 if message.token.startswith(self._token):
                     self._proof = time.monotonic()
-            else:
-                self._changed.put(message, None)
+            elif message not in self._announced:
+                if len(self._announced) >= MAX_BACKLOG:
+                    self._overflow()
+                self._announced.put(message, time.monotonic())
+
+    def _overflow(self) -> None:
+        self._stats.feed_errors["backlog_overflow"] += 1
+        self._log.warning(
+            "backlog_overflow",
+            "",
+            f"over {MAX_BACKLOG} announced topics waiting; reconciling with Redis instead",
+        )
+        self._announced.clear()
+        self._reconcile_now.set()
 
     async def _prove_alive(self) -> None:
         sent = 0
@@ -178,36 +230,60 @@ class Feed:
     async def _check_expiry_and_reconcile(self) -> None:
         reconciled = time.monotonic()
         while True:
-            await asyncio.sleep(min(_EXPIRY_CHECK_INTERVAL, self._reconcile_interval))
+            try:
+                async with asyncio.timeout(min(_EXPIRY_CHECK_INTERVAL, self._reconcile_interval)):
+                    await self._reconcile_now.wait()
+            except TimeoutError:
+                pass
             for topic in self._hub.expiring(time.time()):
-                self._changed.put(topic, None)
-            if time.monotonic() - reconciled >= self._reconcile_interval:
+                self._suspected.put(topic, None)
+            if self._reconcile_now.is_set() or (
+                time.monotonic() - reconciled >= self._reconcile_interval
+            ):
+                self._reconcile_now.clear()
                 await self._reconcile()
                 reconciled = time.monotonic()
 
     async def _reconcile(self) -> None:
         versions = await self._store.versions()
         for topic, version in versions.items():
+            refused = self._refused.get(topic)
+            if refused is not None:
+                if refused[0] is None:  # first seen since refused: remember its version
+                    self._refused[topic] = (version, refused[1])
+                if refused[0] is None or refused[0] == version:
+                    continue  # unchanged since refused: not read again
+                del self._refused[topic]
             held = self._hub.get(topic)
             if held is None or version is None or (held.seq, held.digest) != version:
-                self._changed.put(topic, None)
+                self._suspected.put(topic, None)
+        for topic in [topic for topic in self._refused if topic not in versions]:
+            del self._refused[topic]  # gone from Redis
         for image in self._hub.images():
             if image.topic not in versions:
-                self._changed.put(image.topic, None)
+                self._suspected.put(image.topic, None)
 
     async def _read_changed(self) -> None:
-        # One read at a time, so an older read never overwrites a newer one; topics changing
-        # again while queued are read once.
+        # One read at a time, so an older read never overwrites a newer one; announced topics
+        # first; a topic changing again while queued is read once.
         while True:
-            await self._changed.wait()
-            topic, _ = self._changed.popleft()
+            if self._announced:
+                topic, _ = self._announced.popleft()
+                self._refused.pop(topic, None)  # announced: it changed
+            elif self._suspected:
+                topic, _ = self._suspected.popleft()
+            else:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
             await self._refresh(topic)
 
     async def _refresh(self, topic: str) -> None:
         publishes = self._publishes
         try:
             image = await self._store.read(topic)
-        except CorruptTopicError:  # counted and logged by the store; nothing to serve
+        except CorruptTopicError as exc:  # counted and logged by the store; nothing to serve
+            self._refused[topic] = (None, exc)
             image = None
         held = self._hub.get(topic)
         if self._published_at.get(topic, 0) > publishes and (

@@ -157,8 +157,10 @@ class Viewer:
         Returns the names of the live topics that match, for the ``sync`` frame.
         """
         self.filter = filter
-        for topic, seq in (have or {}).items():
-            self._sent.setdefault(topic, (seq, None))
+        live = list(live)
+        if have:  # only what is live now: the client may name anything
+            for topic in {image.topic for image in live} & have.keys():
+                self._sent.setdefault(topic, (have[topic], None))
         for topic in self._pending:
             item = self._pending.get(topic)
             if isinstance(item, TopicImage) and not filter.matches(item):

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import InvalidResponse
+
 from .errors import InvalidNameError
 from .images import check_image
 
@@ -161,6 +163,9 @@ if old and not ((old == '0' or string.match(old, '^[1-9]%d*$')) and whole(old)) 
     .. string.sub(old, 1, 40) .. ', not an integer from 0 to 2^53-2')
 end
 local seq = redis.call('HINCRBY', topic, 'seq', 1)
+if seq == 1 then
+  redis.call('DEL', history)  -- a history left from before the topic expired and restarted
+end
 redis.call('HSET', topic, unpack(ARGV, 7))
 redis.call('EXPIRE', topic, ttl)
 if keep > 0 then
@@ -311,6 +316,13 @@ def publish_call(
         digest=fields["digest"],
         data=data,
     )
+
+
+def seq_reply(reply: object) -> int:
+    """The seq a ``PUBLISH_SCRIPT`` call answered; InvalidResponse if the peer answered else."""
+    if isinstance(reply, int) and not isinstance(reply, bool) and reply > 0:
+        return reply
+    raise InvalidResponse(f"the publish script answered {reply!r:.60}")
 
 
 def read_call(key: str, fields: Sequence[str], limit: int) -> ScriptCall:

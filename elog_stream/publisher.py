@@ -32,6 +32,7 @@ from .protocol import (
     READ_SCRIPT,
     PublishCall,
     ScriptCall,
+    seq_reply,
     topic_read_call,
     validate_topic,
 )
@@ -121,10 +122,10 @@ class Publisher:
             with self._core.errors(topic, write=True):
                 try:
                     connection.send_command(*call.command(PUBLISH_SCRIPT))
-                    return int(connection.read_response())
+                    return seq_reply(connection.read_response())
                 except NoScriptError:  # the first publish to this server
                     connection.send_command(*call.command(PUBLISH_SCRIPT, by_sha=False))
-                    return int(connection.read_response())
+                    return seq_reply(connection.read_response())
         finally:
             pool.release(connection)  # redis-py has disconnected it on any error
 

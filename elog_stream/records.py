@@ -31,6 +31,10 @@ _SEQ = re.compile(r"0|[1-9][0-9]{0,15}")  # canonical, as HINCRBY accepts it
 _MAX_ENTRY_BYTES = 8 * MAX_DESCRIPTION_LENGTH
 
 
+class UnexpectedReplyError(ValueError):
+    """A reply no Redis running the read script gives: the server is not speaking it."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicImage:
     """An image of a topic and its metadata. Immutable, so it can be shared."""
@@ -94,7 +98,7 @@ def parse_topic(topic: str, reply: Any, now: float, max_image_bytes: int) -> Top
     pttl, values = found
     experiment, description, _, seq, updated_at, stored_digest, data = values
     if not data:
-        return None  # a hash without an image: nothing to show yet
+        raise CorruptTopicError(topic, "invalid_field", "its hash has no image (pngimage)")
     _check_size(topic, data, max_image_bytes)
     return TopicImage(
         topic=topic,
@@ -183,7 +187,7 @@ def _bounded(topic: str, reply: Any) -> tuple[Any, list[Any]] | None:
         raise CorruptTopicError(topic, "too_large", f"its fields hold {reply[1]} bytes")
     if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"ok":
         return reply[1], reply[2]
-    raise CorruptTopicError(topic, "invalid_field", f"unexpected read reply {reply!r:.80}")
+    raise UnexpectedReplyError(f"the read script answered {reply!r:.80}")
 
 
 def _check_size(topic: str, data: bytes, max_image_bytes: int) -> None:

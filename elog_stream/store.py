@@ -32,10 +32,12 @@ from .protocol import (
     history_image_call,
     publish_call,
     read_call,
+    seq_reply,
     topic_read_call,
 )
 from .records import (
     TopicImage,
+    UnexpectedReplyError,
     parse_fields,
     parse_history_entry,
     parse_history_image,
@@ -107,10 +109,10 @@ class TopicStore:
             with self._errors(call.topic, write=True):
                 try:
                     await connection.send_command(*call.command(PUBLISH_SCRIPT))
-                    return int(await connection.read_response())
+                    return seq_reply(await connection.read_response())
                 except NoScriptError:  # the first publish to this server
                     await connection.send_command(*call.command(PUBLISH_SCRIPT, by_sha=False))
-                    return int(await connection.read_response())
+                    return seq_reply(await connection.read_response())
         finally:
             await pool.release(connection)  # redis-py has disconnected it on any error
 
@@ -251,6 +253,8 @@ class TopicStore:
         except CorruptTopicError as exc:
             self._report(exc)
             raise
+        except UnexpectedReplyError as exc:
+            raise RedisUnavailableError(self.url, str(exc)) from exc
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             error = CorruptTopicError(topic, "invalid_field", f"unreadable: {exc!r:.200}")
             self._report(error)

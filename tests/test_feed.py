@@ -79,3 +79,23 @@ async def test_latest_wins_mailbox_keeps_one_value_per_key_in_arrival_order() ->
     assert not waiting.done()
     box.put("c", 3)
     await asyncio.wait_for(waiting, DEADLINE)
+
+
+async def test_cancelling_during_redis_commands_always_ends_the_task(settings: Settings) -> None:
+    # redis-py 8.1 on Python 3.11 could drop a cancellation in asyncio.wait_for; a shutdown
+    # then waited for the feed forever.
+    store = TopicStore(str(settings.redis_url), settings)
+    try:
+        for trial in range(40):
+
+            async def read_forever() -> None:
+                while True:
+                    await store.read("cancel/me")
+
+            reading = asyncio.create_task(read_forever())
+            await asyncio.sleep(trial * 0.00025)  # land the cancel at different points
+            reading.cancel()
+            done, _ = await asyncio.wait([reading], timeout=DEADLINE)
+            assert done and reading.cancelled(), f"the cancel was lost in trial {trial}"
+    finally:
+        await store.aclose()

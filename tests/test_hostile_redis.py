@@ -47,6 +47,7 @@ from elog_stream import (
 )
 from elog_stream.config import Settings
 from elog_stream.embedded import EmbeddedRedis, free_port
+from elog_stream.feed import MAX_BACKLOG
 from elog_stream.protocol import encode_notification
 
 MAX_IMAGE_BYTES = 100_000
@@ -599,3 +600,116 @@ async def test_a_user_who_may_not_publish_keeps_health_red_and_stores_nothing(
             assert posted.status_code == 503 and "refused" in posted.json()["detail"]
         assert not admin.exists(Settings(prefix=prefix).keys.topic("t"))
         admin.close()
+
+
+async def test_a_flood_of_announcements_cannot_hold_up_real_updates(
+    settings: Settings, publisher: Publisher, raw: redis.Redis
+) -> None:
+    quick = Settings(redis_url=settings.redis_url, prefix=settings.prefix, reconcile_interval=0.5)
+    keys = settings.keys
+    with run_service(quick) as service:
+        async with connect(service.ws_url) as ws:
+            await receive(ws, "sync")
+            # Valid names of topics that do not exist, far more than the feed queues.
+            flood = raw.pipeline(transaction=False)
+            for n in range(4 * MAX_BACKLOG):
+                flood.publish(keys.channel, encode_notification(f"nothing/{n}"))
+            flood.execute()
+            # Hashes nobody announces that can never be shown: read once, then left alone.
+            junk = raw.pipeline(transaction=False)
+            for n in range(2000):
+                junk.hset(keys.topic(f"junk/{n}"), "experiment", "x")
+            junk.execute()
+            publisher.publish("real", "e", png("real"))
+            header, data = await receive_image(ws, "real")
+            assert data == png("real")
+
+            def junk_read_once() -> dict[str, int] | None:
+                errors: dict[str, int] = stats(service)["feed_errors"]
+                return errors if errors.get("invalid_field", 0) >= 2000 else None
+
+            before = await asyncio.to_thread(wait_for, junk_read_once, "the junk to be read")
+            publisher.publish("real", "e", png("again"))
+            await receive_image(ws, "real")
+            for _ in range(3):  # three more reconciliations
+                reconnects = stats(service)["redis_reconnects"]
+                await asyncio.sleep(0.6)
+                assert stats(service)["redis_reconnects"] == reconnects
+        errors = stats(service)["feed_errors"]
+        assert errors["backlog_overflow"] >= 1
+        assert errors["invalid_field"] == before["invalid_field"]  # not read again
+        assert service.health().status_code == 200
+
+
+async def test_unusable_data_is_read_once_however_often_it_is_asked_for(
+    service: RunningService, raw: redis.Redis, settings: Settings
+) -> None:
+    raw.hset(settings.keys.topic("junk"), mapping=fields(image=b"not an image" * 100_000))
+    for _ in range(20):
+        response = httpx.get(service.url + "api/topics/junk/image")
+        assert response.status_code == 409
+    assert stats(service)["feed_errors"]["not_an_image"] == 1
+
+
+def test_history_from_before_a_restart_is_never_served_as_the_new_topics(
+    service: RunningService, publisher: Publisher, raw: redis.Redis, settings: Settings
+) -> None:
+    keys = settings.keys
+    for n in range(1, 4):
+        publisher.publish("epochs", "old", png(f"old {n}"))
+    raw.delete(keys.topic("epochs"))  # the history is left behind
+    with Publisher(settings.redis_url, prefix=keys.prefix, history_length=0) as no_history:
+        for n in range(1, 4):
+            no_history.publish("epochs", "new", png(f"new {n}"))
+    publisher.publish("epochs", "new", png("new 4"))
+    wait_for(lambda: httpx.get(service.url + "api/topics/epochs").json().get("seq") == 4, "seq 4")
+    entries = httpx.get(service.url + "api/topics/epochs/history").json()
+    assert [(e["seq"], e["experiment"]) for e in entries] == [(4, "new")]
+    assert httpx.get(service.url + "api/topics/epochs/history/1/image").status_code == 404
+
+
+def test_a_peer_speaking_resp_but_not_redis_gets_503_or_504(prefix: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def answer_ok(client: socket.socket) -> None:
+            with client, contextlib.suppress(OSError):
+                while client.recv(65536):
+                    client.sendall(b"+OK\r\n")
+
+        def serve() -> None:
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=answer_ok, args=(client,), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", prefix=prefix)
+        with run_service(settings, wait_healthy=False) as service:
+            assert service.health().status_code == 503
+            for path in ("api/topics/x", "api/topics/x/image", "api/topics/x/history"):
+                response = httpx.get(service.url + path)
+                assert response.status_code == 503, (path, response.text)
+            posted = httpx.post(service.url + "api/topics/x?experiment=e", content=png())
+            assert posted.status_code == 504, posted.text
+
+
+def test_a_giant_seq_in_the_url_is_a_404(service: RunningService, publisher: Publisher) -> None:
+    publisher.publish("t", "e", png())
+    for digits in (17, 5000):
+        response = httpx.get(f"{service.url}api/topics/t/history/{'9' * digits}/image")
+        assert response.status_code == 404, digits
+
+
+async def test_have_names_only_topics_that_are_live(
+    service: RunningService, publisher: Publisher
+) -> None:
+    async with connect(service.ws_url + "?resume=1") as ws:
+        # A client may claim anything; only live topics are taken at its word.
+        await ws.send(json.dumps({"type": "subscribe", "have": {"later": 1}}))
+        assert await receive(ws, "sync") == {"type": "sync", "topics": []}
+        publisher.publish("later", "e", png("first"))
+        header, data = await receive_image(ws, "later")
+        assert (header["seq"], data) == (1, png("first"))
