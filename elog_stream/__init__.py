@@ -9,6 +9,7 @@ from .errors import (
     PublishOutcomeUnknownError,
     RedisRefusedError,
     RedisUnavailableError,
+    SettingsError,
     TopicNotFoundError,
 )
 from .publisher import AsyncPublisher, Publisher, elogshow, grab
@@ -25,6 +26,7 @@ __all__ = [
     "Publisher",
     "RedisRefusedError",
     "RedisUnavailableError",
+    "SettingsError",
     "TopicImage",
     "TopicNotFoundError",
     "elogshow",

@@ -11,11 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.convertors import IntegerConvertor, PathConvertor, register_url_convertor
 
-from .auth import bearer
+from .auth import Access, AccessPolicy, needs
 from .errors import ElogError, ImageTooLargeError, InvalidNameError
 from .images import CONTENT_TYPES
 from .protocol import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, validate_topic
-from .ratelimit import publisher_key
 from .records import TopicImage
 from .service import Service
 
@@ -108,13 +107,15 @@ async def _current(service: Service, topic: str) -> TopicImage:
     return image
 
 
-@router.get("/api/topics")
+@router.get("/api/topics", dependencies=needs(Access.VIEW))
 async def list_topics(service: ServiceDep) -> list[Topic]:
     """Every live topic, newest first."""
     return [Topic(**image.topic_object()) for image in service.hub.images()]
 
 
-@router.get("/api/topics/{topic:topic}/history", responses=_READ_ERRORS)
+@router.get(
+    "/api/topics/{topic:topic}/history", responses=_READ_ERRORS, dependencies=needs(Access.VIEW)
+)
 async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
     """The topic's kept images, newest first: metadata only, fetch images one by one."""
     current = await _current(service, topic)
@@ -128,6 +129,7 @@ async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
     "/api/topics/{topic:topic}/history/{seq:seq}/image",
     response_class=Response,
     responses={200: _IMAGE_CONTENT, 304: {}, **_READ_ERRORS},
+    dependencies=needs(Access.VIEW),
 )
 async def history_image(topic: str, seq: int, request: Request, service: ServiceDep) -> Response:
     """One kept image of the topic, by sequence number."""
@@ -138,11 +140,14 @@ async def history_image(topic: str, seq: int, request: Request, service: Service
     return _image_response(request, image)
 
 
-@router.head("/api/topics/{topic:topic}/image", include_in_schema=False)
+@router.head(
+    "/api/topics/{topic:topic}/image", include_in_schema=False, dependencies=needs(Access.VIEW)
+)
 @router.get(
     "/api/topics/{topic:topic}/image",
     response_class=Response,
     responses={200: _IMAGE_CONTENT, 304: {}, **_READ_ERRORS},
+    dependencies=needs(Access.VIEW),
 )
 async def topic_image(topic: str, request: Request, service: ServiceDep) -> Response:
     """The topic's current image; ETag is its digest, so unchanged images answer 304."""
@@ -157,7 +162,9 @@ def _image_response(request: Request, image: TopicImage) -> Response:
     return Response(image.data, media_type=image.content_type, headers=headers)
 
 
-@router.get("/api/topics/{topic:whole_topic}", responses=_READ_ERRORS)
+@router.get(
+    "/api/topics/{topic:whole_topic}", responses=_READ_ERRORS, dependencies=needs(Access.VIEW)
+)
 async def get_topic(topic: str, service: ServiceDep) -> Topic:
     """One live topic's metadata."""
     return Topic(**(await _current(service, topic)).topic_object())
@@ -166,6 +173,7 @@ async def get_topic(topic: str, service: ServiceDep) -> Topic:
 @router.post(
     "/api/topics/{topic:whole_topic}",
     status_code=201,
+    dependencies=needs(Access.PUBLISH),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -176,6 +184,7 @@ async def get_topic(topic: str, service: ServiceDep) -> Topic:
         400: {},
         401: {},
         403: {},
+        408: {},
         409: {},
         413: {},
         415: {},
@@ -208,8 +217,10 @@ async def publish_topic(
     ] = "",
 ) -> Topic:
     """Publish the request body (a PNG, JPEG, WebP or GIF image) as the topic's current image."""
+    policy: AccessPolicy = request.app.state.access
     client = request.client.host if request.client else "unknown"
-    wait = service.publish_limiter.retry_after(publisher_key(bearer(request.headers), client))
+    key = policy.identify(request).rate_key or f"address:{client}"
+    wait = service.publish_limiter.retry_after(key)
     if wait:
         service.stats.publish_rate_limited += 1
         raise HTTPException(
@@ -218,24 +229,13 @@ async def publish_topic(
             f"retry in {wait:.1f} s",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    data = await _read_body(request, service.settings.max_image_bytes)
-    image = await service.feed.publish(topic, experiment, data, description)
+    limit = service.settings.max_image_bytes
+    async with service.bodies.read(request, limit, ImageTooLargeError) as data:
+        image = await service.feed.publish(topic, experiment, data, description)
     return Topic(**image.topic_object())
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ImageTooLargeError(int(declared), limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ImageTooLargeError(len(body), limit)
-    return bytes(body)
-
-
-@router.get("/api/stats")
+@router.get("/api/stats", dependencies=needs(Access.VIEW))
 async def stats(service: ServiceDep) -> dict[str, Any]:
     """Counters of viewers, dropped frames, disconnect reasons, Redis reconnects, feed errors."""
     return {
@@ -245,7 +245,7 @@ async def stats(service: ServiceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/healthz", responses={503: {"model": Health}})
+@router.get("/healthz", responses={503: {"model": Health}}, dependencies=needs(Access.PUBLIC))
 async def healthz(service: ServiceDep) -> JSONResponse:
     """200 when Redis answers and the update subscription is live and recently proven.
 

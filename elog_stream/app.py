@@ -6,14 +6,14 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute, APIRouter, APIWebSocketRoute, iter_route_contexts
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, auth, viewer_socket
-from .auth import AccessControl
+from .auth import Access, AccessPolicy, ViewerFiles, declared_access, needs
 from .config import Settings, web_directory
 from .errors import (
     CorruptTopicError,
@@ -24,6 +24,9 @@ from .errors import (
     PublishOutcomeUnknownError,
     RedisRefusedError,
     RedisUnavailableError,
+    RequestTimeoutError,
+    RequestTooLargeError,
+    ServiceBusyError,
     TopicNotFoundError,
 )
 from .service import running_service
@@ -35,6 +38,9 @@ CONTENT_SECURITY_POLICY = (
 
 _STATUS = [  # first match wins
     (ImageTooLargeError, 413),
+    (RequestTooLargeError, 413),
+    (RequestTimeoutError, 408),
+    (ServiceBusyError, 503),
     (InvalidImageError, 415),
     (InvalidNameError, 422),
     (TopicNotFoundError, 404),
@@ -67,23 +73,58 @@ def create_app(
         summary="Live matplotlib figures from Redis, pushed to browsers.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    app.state.access = AccessPolicy(settings)
     app.add_exception_handler(ElogError, _elog_error)
     app.add_exception_handler(405, _method_not_allowed)
     app.include_router(api.router)
     app.include_router(auth.router)
     app.include_router(viewer_socket.router)
-    app.mount("/", StaticFiles(directory=web_directory(), html=True), name="viewer")
-    app.add_middleware(AccessControl, settings=settings)
+    app.include_router(_docs)
+    _check_access_declared(app)
+    app.mount("/", ViewerFiles(directory=web_directory(), html=True), name="viewer")
     app.add_middleware(SecurityHeaders)
     if root_path:
         app.add_middleware(PathPrefix, prefix=root_path)
     return app
 
 
+def _check_access_declared(app: FastAPI) -> None:
+    """Refuse to build an app with a route that does not say what access it needs."""
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, APIRoute | APIWebSocketRoute):
+            if declared_access(route.dependencies) is None:
+                raise RuntimeError(f"route {route.path} does not declare its access (auth.needs)")
+
+
 async def _elog_error(request: Request, exc: Exception) -> JSONResponse:
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServiceBusyError) else None
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+# The API's schema and interactive docs, guarded like the API.
+_docs = APIRouter(include_in_schema=False, dependencies=needs(Access.VIEW))
+
+
+@_docs.get("/openapi.json")
+async def _openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@_docs.get("/docs")
+async def _swagger(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="elog-stream API")
+
+
+@_docs.get("/redoc")
+async def _redoc(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    return get_redoc_html(openapi_url=f"{root}/openapi.json", title="elog-stream API")
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
@@ -92,8 +133,9 @@ async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
     allowed = sorted(
         {
             method
-            for route in request.app.router.routes
-            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+            for route in iter_route_contexts(request.app.routes)
+            if isinstance(route.original_route, APIRoute)
+            and route.matches(request.scope)[0] != Match.NONE
             for method in route.methods or ()
         }
     )

@@ -1,173 +1,347 @@
-"""Optional access control: view and publish tokens, read-only mode, WebSocket origin check.
+"""Access control: every route declares the access it needs; a request is identified once.
 
-Everything is off by default (a laptop needs none of it); each setting turns one part on:
+Everything is open by default (a laptop needs none of it); each setting closes one part:
 
-Settings (``Settings`` fields, ``ELOG_*`` variables):
-
-- ``view_token``: the API, images, OpenAPI and the WebSocket need it, as
-  ``Authorization: Bearer <token>`` or as the session cookie that ``POST /login`` sets.
-- ``publish_token``: HTTP publishing needs it as a Bearer header (it also grants viewing).
-- ``read_only``: HTTP publishing is refused.
+- ``view_token``: viewing (API reads, images, the viewer's files, the WebSocket, the API docs)
+  needs it as ``Authorization: Bearer <token>``, or a browser session from ``POST /login``.
+- ``publish_token``: publishing over HTTP needs it as a Bearer header (it also grants viewing).
+  Without a publish token, publishing needs whatever viewing needs, except that a browser
+  session never grants publishing.
+- ``read_only``: publishing over HTTP is refused to everyone.
 - ``allowed_origins``: browser WebSockets from other origins than the page's own are refused
   (cross-site WebSocket hijacking); these extra origins are also allowed.
 
-Tokens are compared in constant time and never logged; the cookie holds an HMAC of the view
-token, not the token.
+Routes declare their needs with ``Requires(Access.VIEW)`` (a FastAPI dependency), the viewer's
+static files through ``ViewerFiles``; docs/protocol.md has the table, and a test checks every
+route of the app against it. A missing credential is 401, an insufficient one 403.
+
+Tokens are compared in constant time and never logged. Sessions are signed with a key derived
+from the view token and expire after ``session_max_age``; logging out revokes the session in
+this process (see Sessions).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from http.cookies import SimpleCookie
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi import APIRouter, Request
-from starlette.datastructures import Headers
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketException
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, SecretStr
+from starlette.requests import HTTPConnection
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from .bodies import BodyBudget
 from .config import Settings, web_directory
+from .errors import ElogError, RequestTooLargeError
+from .ratelimit import RateLimiter
 
 COOKIE = "elog_session"
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_FORBIDDEN = 4403
 
-# Reachable without a token: the login page and what it needs, and the health check.
-_PUBLIC = (
-    "/login",
-    "/logout",
-    "/healthz",
-    "/style.css",
-    "/favicon.svg",
-    "/js/login.js",
-    "/js/theme.js",
-)
+# The viewer's files that the login page needs; every other file needs viewing.
+PUBLIC_FILES = frozenset({"/style.css", "/favicon.svg", "/js/login.js", "/js/theme.js"})
+
+_MAX_FORM_BYTES = 4096
+_MAX_REVOKED = 100_000
+_SCOPE_KEY = "elog.identity"
 
 
-def token_matches(given: str, expected: str | None) -> bool:
-    """Constant-time comparison; never true when no token is expected."""
-    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+class Access(StrEnum):
+    """What a route needs."""
+
+    PUBLIC = "public"
+    VIEW = "view"
+    PUBLISH = "publish"
 
 
-def grants_view(settings: Settings, token: str) -> bool:
-    """Whether ``token`` is the view token or the publish token (which also grants viewing)."""
-    return token_matches(token, settings.view_token) or token_matches(token, settings.publish_token)
+class Credential(StrEnum):
+    """How a request identified itself."""
+
+    NONE = "none"  # no token, no session
+    INVALID = "invalid"  # a Bearer token that is not one of ours
+    VIEW_TOKEN = "view-token"
+    PUBLISH_TOKEN = "publish-token"
+    SESSION = "session"
 
 
-def session_value(view_token: str) -> str:
-    """The cookie value proving the view token was given (an HMAC, not the token)."""
-    return hmac.new(view_token.encode(), b"elog-stream view session", hashlib.sha256).hexdigest()
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a request is, as far as access goes: its credential and what it grants."""
+
+    credential: Credential
+    grants: frozenset[Access]
+
+    @property
+    def rate_key(self) -> str | None:
+        """The rate-limit key of a request with a valid token (else limit by address)."""
+        if self.credential in (Credential.VIEW_TOKEN, Credential.PUBLISH_TOKEN):
+            return f"token:{self.credential}"
+        return None
 
 
-def bearer(headers: Headers) -> str:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
+Denial = tuple[int, str]  # HTTP status, reason
+
+
+class Sessions:
+    """Signed, expiring browser sessions: ``<id>.<expiry>.<HMAC-SHA256>``.
+
+    The signing key is derived from the view token, so changing the token ends every session
+    and every replica with the same token accepts them. ``revoke`` (logout) is remembered by
+    this process until the session would have expired anyway.
+    """
+
+    def __init__(self, view_token: str, max_age: float) -> None:
+        self.max_age = max_age
+        self._key = hmac.new(view_token.encode(), b"elog-stream session key", "sha256").digest()
+        self._revoked: dict[str, int] = {}  # session id -> expiry
+
+    def issue(self) -> str:
+        session = f"{secrets.token_urlsafe(16)}.{int(time.time() + self.max_age)}"
+        return f"{session}.{self._sign(session)}"
+
+    def expiry(self, value: str) -> int | None:
+        """The expiry time of a valid, unrevoked session; None for anything else."""
+        session, _, mac = value.rpartition(".")
+        ident, _, expires = session.partition(".")
+        if not (ident and expires.isdigit() and len(expires) < 16):
+            return None
+        if not hmac.compare_digest(mac, self._sign(session)):
+            return None
+        if int(expires) <= time.time() or ident in self._revoked:
+            return None
+        return int(expires)
+
+    def revoke(self, value: str) -> None:
+        expires = self.expiry(value)
+        if expires is None:
+            return
+        now = time.time()
+        self._revoked = {ident: t for ident, t in self._revoked.items() if t > now}
+        while len(self._revoked) >= _MAX_REVOKED:  # only holders of the token get this far
+            del self._revoked[min(self._revoked, key=self._revoked.__getitem__)]
+        self._revoked[value.partition(".")[0]] = expires
+
+    def _sign(self, session: str) -> str:
+        return hmac.new(self._key, session.encode(), hashlib.sha256).hexdigest()
+
+
+class AccessPolicy:
+    """Identifies requests and decides whether they may have an Access.
+
+    One per app (``app.state.access``); it also owns the login failure limiter and the
+    sessions.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._view = _secret(settings.view_token)
+        self._publish = _secret(settings.publish_token)
+        self.read_only = settings.read_only
+        self.allowed_origins = frozenset(settings.allowed_origins)
+        self.sessions = Sessions(self._view, settings.session_max_age) if self._view else None
+        self.login_failures = RateLimiter(rate=0.2, burst=5)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any token is configured."""
+        return self._view is not None or self._publish is not None
+
+    def identify(self, connection: HTTPConnection) -> Identity:
+        """The request's identity, worked out once per request."""
+        identity = connection.scope.get(_SCOPE_KEY)
+        if identity is None:
+            identity = self._identify(connection)
+            connection.scope[_SCOPE_KEY] = identity
+        return cast(Identity, identity)
+
+    def _identify(self, connection: HTTPConnection) -> Identity:
+        token = bearer(connection)
+        if token and self.enabled:
+            if _matches(token, self._publish):
+                return self._identity(Credential.PUBLISH_TOKEN, Access.VIEW, Access.PUBLISH)
+            if _matches(token, self._view):
+                extra = (Access.PUBLISH,) if self._publish is None else ()
+                return self._identity(Credential.VIEW_TOKEN, Access.VIEW, *extra)
+            return self._identity(Credential.INVALID)
+        if self.sessions is not None:
+            cookie = connection.cookies.get(COOKIE)
+            if cookie is not None and self.sessions.expiry(cookie) is not None:
+                return self._identity(Credential.SESSION, Access.VIEW)
+            return self._identity(Credential.NONE)
+        anonymous = (Access.PUBLISH,) if self._publish is None else ()
+        return self._identity(Credential.NONE, Access.VIEW, *anonymous)
+
+    def _identity(self, credential: Credential, *grants: Access) -> Identity:
+        allowed = {Access.PUBLIC, *grants}
+        if self.read_only:
+            allowed.discard(Access.PUBLISH)
+        return Identity(credential, frozenset(allowed))
+
+    def denial(self, connection: HTTPConnection, access: Access) -> Denial | None:
+        """None if the request may have ``access``, else (HTTP status, reason)."""
+        identity = self.identify(connection)
+        if access in identity.grants:
+            return None
+        if access is Access.PUBLISH and self.read_only:
+            return 403, "this service is read-only: publishing over HTTP is disabled"
+        if identity.credential is Credential.INVALID:
+            return 401, "the Bearer token is not valid here"
+        if identity.credential is Credential.NONE:
+            if access is Access.VIEW:
+                return 401, "a view token is required"
+            return 401, "a publish token is required (Authorization: Bearer <token>)"
+        return 403, f"this {identity.credential.replace('-', ' ')} does not allow {access}ing"
+
+    def token_valid(self, token: str) -> bool:
+        """Whether ``token`` is the view or the publish token."""
+        return _matches(token, self._view) or _matches(token, self._publish)
+
+    def origin_allowed(self, connection: HTTPConnection) -> bool:
+        origin = connection.headers.get("origin")
+        if origin is None:  # not a browser
+            return True
+        if origin.rstrip("/") in self.allowed_origins:
+            return True
+        return urlsplit(origin).netloc == connection.headers.get("host")
+
+
+class Requires:
+    """A route's declared access, as a FastAPI dependency: ``Depends(Requires(Access.VIEW))``.
+
+    HTTP requests are refused with 401/403 and a JSON reason; WebSockets are accepted and
+    closed with 4401/4403, since a browser cannot read why a handshake was refused.
+    """
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+
+    async def __call__(self, connection: HTTPConnection) -> None:
+        policy: AccessPolicy = connection.app.state.access
+        denial = policy.denial(connection, self.access)
+        if connection.scope["type"] == "websocket":
+            if denial is None and not policy.origin_allowed(connection):
+                denial = 403, "WebSocket origin not allowed"
+            if denial is not None:
+                await cast(WebSocket, connection).accept()
+                code = CLOSE_UNAUTHORIZED if denial[0] == 401 else CLOSE_FORBIDDEN
+                raise WebSocketException(code, denial[1])
+        elif denial is not None:
+            headers = {"WWW-Authenticate": "Bearer"} if denial[0] == 401 else None
+            raise HTTPException(denial[0], denial[1], headers=headers)
+
+
+def needs(access: Access) -> list[Any]:
+    """``dependencies=`` of a route that needs ``access``."""
+    return [Depends(Requires(access))]
+
+
+def declared_access(dependencies: Sequence[Any]) -> Access | None:
+    """The Access a route declared with ``needs``, if any (for checks of the route table)."""
+    for dependency in dependencies:
+        if isinstance(dependency.dependency, Requires):
+            return dependency.dependency.access
+    return None
+
+
+class ViewerFiles(StaticFiles):
+    """The viewer's static files: those of PUBLIC_FILES for everyone, the rest need VIEW.
+
+    A visitor without a session who opens the viewer is sent to the login page.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+        if scope["type"] == "http" and path not in PUBLIC_FILES:
+            policy: AccessPolicy = scope["app"].state.access
+            denial = policy.denial(HTTPConnection(scope), Access.VIEW)
+            if denial is not None:
+                response: Response
+                if denial[0] == 401 and path in ("/", "/index.html"):
+                    response = RedirectResponse(_root(scope) + "/login", 303)
+                else:
+                    headers = {"WWW-Authenticate": "Bearer"} if denial[0] == 401 else None
+                    response = JSONResponse({"detail": denial[1]}, denial[0], headers=headers)
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def bearer(connection: HTTPConnection) -> str:
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-class AccessControl:
-    """ASGI middleware enforcing an AccessPolicy on HTTP requests and WebSockets."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"].removeprefix(scope.get("root_path", ""))
-        headers = Headers(scope=scope)
-        denial = None
-        if scope["type"] == "websocket" and not self._origin_allowed(headers):
-            denial = (CLOSE_FORBIDDEN_ORIGIN, 403, "WebSocket origin not allowed")
-        elif scope["type"] == "http" and scope["method"] == "POST" and path.startswith("/api/"):
-            denial = self._publish_denial(headers)
-        elif not path.startswith(_PUBLIC) and not self._may_view(headers):
-            denial = (CLOSE_UNAUTHORIZED, 401, "a view token is required")
-        if denial is None:
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await _close_websocket(receive, send, denial[0], denial[2])
-        elif path in ("", "/", "/index.html") and denial[1] == 401:
-            await RedirectResponse(scope.get("root_path", "") + "/login", 303)(scope, receive, send)
-        else:
-            extra = {"WWW-Authenticate": "Bearer"} if denial[1] == 401 else {}
-            response = JSONResponse({"detail": denial[2]}, denial[1], headers=extra)
-            await response(scope, receive, send)
-
-    def _may_view(self, headers: Headers) -> bool:
-        settings = self.settings
-        if settings.view_token is None:
-            return True
-        token = bearer(headers)
-        if token:
-            return grants_view(settings, token)
-        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
-        return cookie is not None and hmac.compare_digest(
-            cookie.value, session_value(settings.view_token)
-        )
-
-    def _publish_denial(self, headers: Headers) -> tuple[int, int, str] | None:
-        if self.settings.read_only:
-            return (0, 403, "this service is read-only: publishing over HTTP is disabled")
-        if self.settings.publish_token is None:
-            return None
-        if token_matches(bearer(headers), self.settings.publish_token):
-            return None
-        return (0, 401, "a publish token is required (Authorization: Bearer <token>)")
-
-    def _origin_allowed(self, headers: Headers) -> bool:
-        origin = headers.get("origin")
-        if origin is None:  # not a browser
-            return True
-        if origin.rstrip("/") in self.settings.allowed_origins:
-            return True
-        return urlsplit(origin).netloc == headers.get("host")
+def _matches(given: str, expected: str | None) -> bool:
+    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def _close_websocket(receive: Receive, send: Send, code: int, reason: str) -> None:
-    # Accept, then close with a code: a browser cannot read why an HTTP 403 refused it.
-    if (await receive())["type"] == "websocket.connect":
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": code, "reason": reason})
+def _form_too_large(size: int, limit: int) -> ElogError:
+    return RequestTooLargeError(f"the login form is over {limit} bytes")
 
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+def _root(scope: Scope) -> str:
+    return str(scope.get("root_path", ""))
+
+
+def _policy(request: Request) -> AccessPolicy:
+    policy: AccessPolicy = request.app.state.access
+    return policy
+
+
+PolicyDep = Annotated[AccessPolicy, Depends(_policy)]
 
 router = APIRouter(include_in_schema=False)
 
-_MAX_FORM_BYTES = 4096
+
+class Session(BaseModel):
+    """How the caller is identified, for the viewer's log-out control."""
+
+    access_control: bool  # whether any token is configured
+    credential: Credential
+    grants: list[Access]
+    expires_at: float | None = None  # of a browser session
 
 
-@router.get("/login")
+@router.get("/login", dependencies=needs(Access.PUBLIC))
 async def login_page() -> FileResponse:
     return FileResponse(web_directory() / "login.html")
 
 
-@router.post("/login")
-async def login(request: Request) -> Response:
-    """Check the form's token; on success set the session cookie and go to the viewer."""
-    service = request.app.state.service
-    settings: Settings = service.settings
-    root = request.scope.get("root_path", "")
-    wait = service.login_limiter.retry_after(_client(request))
-    if wait:
-        return RedirectResponse(f"{root}/login?failed=rate", 303)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM_BYTES:
-            return JSONResponse({"detail": "login form too large"}, 413)
-    token = parse_qs(body.decode("utf-8", errors="replace")).get("token", [""])[0]
-    if settings.view_token is None:
+@router.post("/login", dependencies=needs(Access.PUBLIC))
+async def login(request: Request, policy: PolicyDep) -> Response:
+    """Check the form's token; on success start a session and go to the viewer.
+
+    The correct token is always accepted; failures are limited per client address.
+    """
+    root = _root(request.scope)
+    bodies: BodyBudget = request.app.state.service.bodies
+    async with bodies.read(request, _MAX_FORM_BYTES, _form_too_large) as body:
+        form = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=4)
+    token = form.get("token", [""])[0]
+    if policy.sessions is None:  # viewing is open
         return RedirectResponse(f"{root}/", 303)
-    if not (
-        token_matches(token, settings.view_token) or token_matches(token, settings.publish_token)
-    ):
-        return RedirectResponse(f"{root}/login?failed=token", 303)
+    if not policy.token_valid(token):
+        client = request.client.host if request.client else "unknown"
+        failed = "rate" if policy.login_failures.retry_after(client) else "token"
+        return RedirectResponse(f"{root}/login?failed={failed}", 303)
     response = RedirectResponse(f"{root}/", 303)
     response.set_cookie(
         COOKIE,
-        session_value(settings.view_token),
+        policy.sessions.issue(),
+        max_age=int(policy.sessions.max_age),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -176,13 +350,29 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/logout")
-async def logout(request: Request) -> Response:
-    root = request.scope.get("root_path", "")
+@router.post("/logout", dependencies=needs(Access.PUBLIC))
+async def logout(request: Request, policy: PolicyDep) -> Response:
+    """End the browser session (revoked, not only forgotten) and go to the login page."""
+    cookie = request.cookies.get(COOKIE)
+    if cookie is not None and policy.sessions is not None:
+        policy.sessions.revoke(cookie)
+    root = _root(request.scope)
     response = RedirectResponse(f"{root}/login", 303)
     response.delete_cookie(COOKIE, path=f"{root}/")
     return response
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+@router.get("/api/session", dependencies=needs(Access.VIEW), include_in_schema=True)
+async def session(request: Request, policy: PolicyDep) -> Session:
+    """How this caller is identified: whether access control is on, and what it grants."""
+    identity = policy.identify(request)
+    cookie = request.cookies.get(COOKIE)
+    expires = None
+    if identity.credential is Credential.SESSION and cookie and policy.sessions:
+        expires = policy.sessions.expiry(cookie)
+    return Session(
+        access_control=policy.enabled,
+        credential=identity.credential,
+        grants=sorted(identity.grants - {Access.PUBLIC}),
+        expires_at=expires,
+    )

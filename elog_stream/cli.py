@@ -10,18 +10,20 @@ import mimetypes
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from .config import Settings
-from .errors import ElogError
+from .errors import ElogError, SettingsError
 from .publisher import AsyncPublisher, Publisher
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 failed, 2 usage error)."""
+    """Run the command line; returns the exit status (0 ok, 1 failed, 2 usage or settings error)."""
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except SettingsError as exc:
+        print(f"elog-stream: error: {exc}", file=sys.stderr)
+        return 2
     except (ElogError, OSError) as exc:
         print(f"elog-stream: error: {exc}", file=sys.stderr)
         return 1
@@ -77,10 +79,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"prefix": args.prefix} if args.prefix is not None else {}
-
-
 def _serve(args: argparse.Namespace) -> None:
     from .app import create_app
     from .server import Server
@@ -90,17 +88,17 @@ def _serve(args: argparse.Namespace) -> None:
     app = create_app(settings, demo=args.demo, root_path=args.root_path.rstrip("/"))
     shown_host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
     print(f"elog-stream: viewer at http://{shown_host}:{args.port}{args.root_path}/", flush=True)
-    Server(app, args.host, args.port).run()
+    Server(app, args.host, args.port, trusted_proxies=settings.trusted_proxies).run()
 
 
 def _publish(args: argparse.Namespace) -> None:
-    with Publisher(args.redis_url, **_options(args)) as publisher:
+    with Publisher(args.redis_url, prefix=args.prefix) as publisher:
         seq = publisher.publish(args.topic, args.experiment, args.file, args.description)
     print(f"published {args.topic} seq {seq}")
 
 
 def _grab(args: argparse.Namespace) -> None:
-    with Publisher(args.redis_url, **_options(args)) as publisher:
+    with Publisher(args.redis_url, prefix=args.prefix) as publisher:
         image = publisher.grab(args.topic)
     extension = mimetypes.guess_extension(image.content_type) or ".img"
     output = args.output or Path(args.topic.replace("/", "_") + extension)
@@ -109,7 +107,7 @@ def _grab(args: argparse.Namespace) -> None:
 
 
 def _topics(args: argparse.Namespace) -> None:
-    with Publisher(args.redis_url, **_options(args)) as publisher:
+    with Publisher(args.redis_url, prefix=args.prefix) as publisher:
         images = publisher.topics()
     if args.json:
         print(json.dumps([image.topic_object() for image in images], indent=2))
@@ -122,7 +120,7 @@ def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
     async def publish() -> None:
-        async with AsyncPublisher(args.redis_url, **_options(args)) as publisher:
+        async with AsyncPublisher(args.redis_url, prefix=args.prefix) as publisher:
             await publisher.ping()
             await run_demo(publisher.publish, args.interval, args.count)
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
 _START_TIMEOUT = 10.0
-_STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 2.0  # then SIGKILL; part of the service's shutdown bound (server.py)
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def find_server_binary() -> str:
@@ -45,11 +50,37 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when the forking thread ends (Linux).
+
+    The kernel sends the signal when the *thread* that forked exits, not the process: start
+    the server from a thread that lives as long as it must. The child also exits at once if
+    the parent died before ``prctl`` (it would then never get the signal). Elsewhere: None.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 class EmbeddedRedis:
     """A child ``valkey-server``/``redis-server`` on 127.0.0.1, without persistence.
 
     ``start()`` blocks until the server answers PING (or raises RuntimeError with its output);
     ``stop()`` terminates it and is safe to call twice. Also a context manager.
+
+    On Linux the server also gets SIGTERM when the thread that called ``start()`` ends, so it
+    dies with its owner even when that is killed with SIGKILL: call ``start()`` from a thread
+    that outlives the server (not a pool thread). On other platforms a killed owner leaves the
+    server running, in a session of its own, until it is stopped by hand.
     """
 
     def __init__(
@@ -84,7 +115,9 @@ class EmbeddedRedis:
         ]  # fmt: skip
         # A session of its own: a Ctrl-C meant for the service must not kill Redis under it;
         # the owner stops it after the service has shut down.
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent()
+        )
         deadline = time.monotonic() + _START_TIMEOUT
         client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:
@@ -114,7 +147,7 @@ class EmbeddedRedis:
         if process is not None and process.poll() is None:
             process.terminate()
             try:
-                process.wait(_STOP_TIMEOUT)
+                process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

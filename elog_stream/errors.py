@@ -1,9 +1,13 @@
 """Exceptions raised by elog-stream, and the one translation of redis-py's errors into them.
 
 ElogError
+ ├── SettingsError         (also ValueError)   an invalid setting (argument or ELOG_* variable)
  ├── InvalidNameError      (also ValueError)   bad topic, experiment or description
  ├── InvalidImageError     (also ValueError)   not a PNG/JPEG/WebP/GIF, empty, or too large
  │    └── ImageTooLargeError
+ ├── RequestTooLargeError                      an HTTP request body over its limit (413)
+ ├── RequestTimeoutError                       an HTTP request body not sent in time (408)
+ ├── ServiceBusyError                          too many request bodies in flight (503)
  ├── TopicNotFoundError    (also LookupError)  no live image for a topic
  ├── CorruptTopicError                         Redis holds data for a topic that is unusable
  ├── RedisRefusedError                         Redis answered a command with an error
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import redis.exceptions
 
@@ -25,6 +29,18 @@ DATA_ERROR_PREFIX = "ELOGDATA "
 
 class ElogError(Exception):
     """Root of every error raised by elog-stream."""
+
+
+class SettingsError(ElogError, ValueError):
+    """Invalid settings, given as arguments or ``ELOG_*`` variables.
+
+    Each of ``problems`` names the argument or variable, the value given (never a token's) and
+    what is expected.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
 
 
 class InvalidNameError(ElogError, ValueError):
@@ -42,6 +58,22 @@ class ImageTooLargeError(InvalidImageError):
         super().__init__(f"image is {size} bytes, over the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class RequestTooLargeError(ElogError):
+    """An HTTP request body (other than an image) is over its limit."""
+
+
+class RequestTimeoutError(ElogError):
+    """An HTTP client did not send its whole request body in time."""
+
+
+class ServiceBusyError(ElogError):
+    """The service holds as many request bodies as it may; retry after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TopicNotFoundError(ElogError, LookupError):

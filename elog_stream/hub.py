@@ -11,18 +11,26 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .mailbox import LatestWins
+from .protocol import MAX_NAME_LENGTH
 from .records import TopicImage
 from .stats import Stats
 
 log = logging.getLogger(__name__)
 
 MAX_FILTER_ENTRIES = 100
+# A pattern may spell each character of a name as a class ("[dD]", as the web viewer does for a
+# case-insensitive search); all patterns together are bounded so that compiling them and matching
+# every topic against them stays cheap.
+MAX_PATTERN_LENGTH = 4 * MAX_NAME_LENGTH + 2
+MAX_PATTERNS_LENGTH = 2_000
+_WILDCARD = re.compile(r"[*?[]")
 
 
 @dataclass(frozen=True)
@@ -52,33 +60,56 @@ MAX_PENDING_MESSAGES = 32
 class Filter:
     """Which topics a viewer wants: topic names or shell patterns, and experiment names.
 
-    An empty tuple means "all".
+    An empty tuple means "all". A topic entry matches a topic equal to it, or one that it matches
+    as a shell pattern (``fnmatch.fnmatchcase``); the patterns are compiled once, into one regex.
     """
 
     topics: tuple[str, ...] = ()
     experiments: tuple[str, ...] = ()
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _experiments: frozenset[str] = field(init=False, repr=False, compare=False)
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        patterns = [topic for topic in self.topics if _WILDCARD.search(topic)]
+        pattern = re.compile("|".join(map(fnmatch.translate, patterns))) if patterns else None
+        object.__setattr__(self, "_names", frozenset(self.topics))
+        object.__setattr__(self, "_experiments", frozenset(self.experiments))
+        object.__setattr__(self, "_pattern", pattern)
 
     @classmethod
     def parse(cls, topics: object = None, experiments: object = None) -> Filter:
         """Build a Filter from untrusted input; raise ValueError saying what is wrong."""
-        return cls(_str_tuple("topics", topics), _str_tuple("experiments", experiments))
+        topics = _str_tuple("topics", topics, MAX_PATTERN_LENGTH)
+        patterns = sum(len(topic) for topic in topics if _WILDCARD.search(topic))
+        if patterns > MAX_PATTERNS_LENGTH:
+            raise ValueError(
+                f"topics has {patterns} characters of patterns, over {MAX_PATTERNS_LENGTH}"
+            )
+        return cls(topics, _str_tuple("experiments", experiments, MAX_NAME_LENGTH))
 
     def matches(self, image: TopicImage) -> bool:
-        if self.experiments and image.experiment not in self.experiments:
+        if self._experiments and image.experiment not in self._experiments:
             return False
-        return not self.topics or any(
-            pattern == image.topic or fnmatch.fnmatchcase(image.topic, pattern)
-            for pattern in self.topics
+        return (
+            not self.topics
+            or image.topic in self._names
+            or (self._pattern is not None and self._pattern.match(image.topic) is not None)
         )
 
 
-def _str_tuple(name: str, value: object) -> tuple[str, ...]:
+def _str_tuple(name: str, value: object, max_length: int) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{name} must be a list of strings")
     if len(value) > MAX_FILTER_ENTRIES:
         raise ValueError(f"{name} has {len(value)} entries, over {MAX_FILTER_ENTRIES}")
+    for entry in value:
+        if len(entry) > max_length:
+            raise ValueError(
+                f"{name} entry {entry[:40]!r}... is {len(entry)} characters, over {max_length}"
+            )
     return tuple(value)
 
 
@@ -158,8 +189,13 @@ class Viewer:
         """
         self.filter = filter
         live = list(live)
+        topics = {image.topic for image in live}
+        # Held topics are tracked while live, in view or not (widening the filter again resends
+        # only what changed); a removed one's entry goes when its Expired is sent, or here.
+        for topic in self._sent.keys() - topics:
+            del self._sent[topic]
         if have:  # only what is live now: the client may name anything
-            for topic in {image.topic for image in live} & have.keys():
+            for topic in topics & have.keys():
                 self._sent.setdefault(topic, (have[topic], None))
         for topic in self._pending:
             item = self._pending.get(topic)

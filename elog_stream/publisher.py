@@ -42,17 +42,13 @@ from .retry import RetryBuffer
 from .store import TopicStore
 
 _SCAN_BATCH = 100
-_OPTIONS = {"prefix", "ttl", "history_length", "history_bytes", "max_image_bytes"}
 
 
 class _Core:
     """Validation, calls and error translation shared by both publishers. No I/O."""
 
-    def __init__(self, redis_url: str | None, options: dict[str, Any]) -> None:
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise TypeError(f"unknown publisher options: {', '.join(sorted(unknown))}")
-        self.settings = Settings.from_env(redis_url=redis_url, **options)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.url = self.settings.redis_url or DEFAULT_REDIS_URL
         self.shown_url = redact_url(self.url)
         self.client_options = redis_client_options(self.settings.redis_timeout)
@@ -85,16 +81,32 @@ class _Core:
 class Publisher:
     """Publishes images to Redis and reads them back (blocking).
 
-    ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then ``redis://localhost:6379/0``. Options
-    (defaults from ``ELOG_*`` variables): ``prefix``, ``ttl`` (seconds), ``history_length``,
-    ``history_bytes``, ``max_image_bytes``. Nothing connects until the first call.
-    Methods raise RedisUnavailableError when Redis cannot be reached, RedisRefusedError when it
-    answers with an error, CorruptTopicError when the topic's keys hold data elog-stream did
-    not write. Safe to share between threads.
+    ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then ``redis://localhost:6379/0``; the other
+    options left None come from ``ELOG_*`` variables, else the defaults (see config.Settings):
+    ``prefix``, ``ttl`` (seconds), ``history_length``, ``history_bytes``, ``max_image_bytes``,
+    ``redis_timeout`` (seconds). Invalid ones raise SettingsError (a ValueError).
+    Nothing connects until the first call. Methods raise RedisUnavailableError when Redis
+    cannot be reached, RedisRefusedError when it answers with an error, CorruptTopicError when
+    the topic's keys hold data elog-stream did not write. Safe to share between threads.
     """
 
-    def __init__(self, redis_url: str | None = None, **options: Any) -> None:
-        self._core = _Core(redis_url, options)
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        prefix: str | None = None,
+        ttl: int | None = None,
+        history_length: int | None = None,
+        history_bytes: int | None = None,
+        max_image_bytes: int | None = None,
+        redis_timeout: float | None = None,
+    ) -> None:
+        settings = Settings.from_env(
+            redis_url=redis_url, prefix=prefix, ttl=ttl, history_length=history_length,
+            history_bytes=history_bytes, max_image_bytes=max_image_bytes,
+            redis_timeout=redis_timeout,
+        )  # fmt: skip
+        self._core = _Core(settings)
         self._redis = redis.Redis.from_url(self._core.url, **self._core.client_options)
         self._read_script = self._redis.register_script(READ_SCRIPT)
 
@@ -171,9 +183,23 @@ class AsyncPublisher:
     """
 
     def __init__(
-        self, redis_url: str | None = None, *, retry_buffer: int = 0, **options: Any
+        self,
+        redis_url: str | None = None,
+        *,
+        retry_buffer: int = 0,
+        prefix: str | None = None,
+        ttl: int | None = None,
+        history_length: int | None = None,
+        history_bytes: int | None = None,
+        max_image_bytes: int | None = None,
+        redis_timeout: float | None = None,
     ) -> None:
-        self._core = _Core(redis_url, options)
+        settings = Settings.from_env(
+            redis_url=redis_url, prefix=prefix, ttl=ttl, history_length=history_length,
+            history_bytes=history_bytes, max_image_bytes=max_image_bytes,
+            redis_timeout=redis_timeout,
+        )  # fmt: skip
+        self._core = _Core(settings)
         self._store = TopicStore(self._core.url, self._core.settings)
         self._retry = RetryBuffer(self._store.send, retry_buffer) if retry_buffer else None
 

@@ -1,8 +1,7 @@
-"""Token-bucket rate limits per key (a publish token or a client address)."""
+"""Token-bucket rate limits per key (a valid token, or a client address)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 
@@ -36,10 +35,3 @@ class RateLimiter:
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait
-
-
-def publisher_key(bearer_token: str, client: str) -> str:
-    """The rate-limit key of a publisher: its token (hashed, never kept) or its address."""
-    if bearer_token:
-        return "token:" + hashlib.sha256(bearer_token.encode()).hexdigest()[:16]
-    return "address:" + client

@@ -1,42 +1,141 @@
-"""Running the app under uvicorn with the settings and shutdown this service needs."""
+"""Running the app under uvicorn with the protocols, limits and shutdown this service needs.
+
+HTTP is uvicorn's h11 implementation: httptools buffers request headers without a limit
+(a 50 MB header cost 49 MB of RSS and was answered 200), h11 refuses a request head over
+``MAX_REQUEST_HEAD_BYTES`` with 400 and closes the connection; measured here, publishing and
+serving 1 MB images was no slower through h11. WebSockets are uvicorn's websockets-sansio
+implementation (what ``ws="auto"`` picks) with the two repairs in ``ViewerProtocol``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import HANDLED_SIGNALS
+from websockets.exceptions import InvalidState
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
-VIEWER_CLOSE_TIMEOUT = 5.0
+MAX_REQUEST_HEAD_BYTES = 16 * 1024  # request line and headers together
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
+
+# Shutdown ends within SHUTDOWN_TIMEOUT seconds whatever clients do: viewers are told 1001 and
+# given VIEWER_CLOSE_TIMEOUT to be gone; those stuck in a send are ended (1012) and given as long
+# again; every WebSocket still open is then dropped. uvicorn waits CONNECTIONS_TIMEOUT for HTTP
+# requests in progress, then cancels them; the rest is the lifespan's: Feed, Redis client,
+# embedded server (embedded.STOP_TIMEOUT, then SIGKILL). 2 + 2 + 3 + ~2 < 10.
+SHUTDOWN_TIMEOUT = 10.0
+VIEWER_CLOSE_TIMEOUT = 2.0
+CONNECTIONS_TIMEOUT = 3
+
+
+class ViewerProtocol(WebSocketsSansIOProtocol):
+    """uvicorn 0.54's websockets-sansio protocol, repaired where this service needs it.
+
+    - A close frame is queued at once, behind data the peer has not read, instead of waiting
+      for that data to drain: a stuck viewer is closed (4008) and unregistered on time and
+      finds the close frame when it reads again (uvicorn flushes the transport before closing).
+    - A ping unanswered while the peer accepts no data does not close the connection with
+      1011: the ping sits behind that data, so it measures the backlog, not liveness. Writing
+      is paused then, so the app's next send (a heartbeat at the latest) blocks, and the
+      slow-viewer timeout closes the connection with 4008.
+    - Shutting a connection down twice, or after dropping it, does nothing (uvicorn's own
+      ``shutdown`` raises then).
+    - A handshake that websockets itself refuses (request line over 8 KiB: 414; too many or
+      too long headers: 431; not HTTP) is answered and closed; uvicorn left it hanging, and
+      its shutdown then failed with an AssertionError.
+    """
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "websocket.close" and self.handshake_complete:
+            if self.initial_response is None:
+                self._close(message.get("code", 1000), message.get("reason") or "")
+                return
+        await super().send(message)
+
+    def _close(self, code: int, reason: str) -> None:
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return  # already closing: closing again changes nothing
+        try:
+            self.conn.send_close(code, reason)
+        except InvalidState as exc:
+            raise ClientDisconnected() from exc
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+    def keepalive_timeout(self) -> None:
+        if self.writable.is_set():
+            super().keepalive_timeout()
+            return
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        self.schedule_ping()
+
+    def shutdown(self) -> None:
+        if not self.transport.is_closing():  # else shut down or dropped already
+            super().shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.handshake_exc is not None and not self.handshake_initiated:
+            self.handshake_initiated = self.handshake_complete = self.close_sent = True
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
 
 
 class Server(uvicorn.Server):
     """uvicorn's Server for an app made by ``create_app``.
 
     No permessage-deflate (PNG does not compress, and deflate cut fan-out to ~26 MB/s here),
-    small client messages, pings to find dead viewers. On shutdown it closes viewers with 1001
-    ("going away") first; uvicorn itself would close open WebSockets with 1012.
+    small client messages and request heads, pings to find dead viewers, proxy headers only
+    from ``trusted_proxies``. Shutdown is bounded (``SHUTDOWN_TIMEOUT``) and closes viewers
+    with 1001 ("going away") first; uvicorn itself would close open WebSockets with 1012.
+    After a SIGTERM the process exits 0 once shut down; SIGINT is re-raised as uvicorn does.
     """
 
     def __init__(
-        self, app: FastAPI, host: str = "127.0.0.1", port: int = 8000, **options: Any
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        trusted_proxies: Sequence[str] = (),
+        **options: Any,
     ) -> None:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            ws_per_message_deflate=False,
-            ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
+        options = {
+            "http": "h11",
+            "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
+            "ws": ViewerProtocol,
+            "ws_per_message_deflate": False,
+            "ws_max_size": MAX_CLIENT_MESSAGE_BYTES,
+            "ws_ping_interval": PING_INTERVAL,
+            "ws_ping_timeout": PING_TIMEOUT,
+            # uvicorn trusts X-Forwarded-* from 127.0.0.1 unless told otherwise.
+            "proxy_headers": bool(trusted_proxies),
+            "forwarded_allow_ips": list(trusted_proxies),
+            "timeout_graceful_shutdown": CONNECTIONS_TIMEOUT,
             **options,
-        )
-        super().__init__(config)
+        }
+        super().__init__(uvicorn.Config(app, host=host, port=port, **options))
         self.app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -44,5 +143,39 @@ class Server(uvicorn.Server):
         if service is not None:
             left = await service.hub.close_viewers(VIEWER_CLOSE_TIMEOUT)
             if left:
-                log.warning("%d viewers did not disconnect in time", left)
+                # Their handlers wait to send to viewers that read nothing: uvicorn's shutdown
+                # of a connection (close frame 1012, a disconnect event) ends them.
+                log.warning("%d viewers did not disconnect in time; dropping them", left)
+                for connection in self._websockets():
+                    connection.shutdown()
+                await service.hub.close_viewers(VIEWER_CLOSE_TIMEOUT)
+        for connection in self._websockets():  # their close frame is still unread: drop them
+            connection.transport.abort()
         await super().shutdown(sockets)
+
+    def _websockets(self) -> list[ViewerProtocol]:
+        return [c for c in self.server_state.connections if isinstance(c, ViewerProtocol)]
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises every signal it caught once shut down, so SIGTERM would end the
+        # process by that signal; service managers send SIGTERM to stop a service, and a clean
+        # stop then exits 0. SIGINT is re-raised: KeyboardInterrupt, exit status 130.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        caught: list[int] = []
+
+        def handle(sig: int, frame: FrameType | None) -> None:
+            caught.append(sig)
+            self.handle_exit(sig, frame)
+
+        previous = {sig: signal.signal(sig, handle) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        for number in reversed(caught):
+            if number != signal.SIGTERM:
+                signal.raise_signal(number)

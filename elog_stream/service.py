@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from .bodies import BodyBudget
 from .config import Settings, redact_url
 from .embedded import EmbeddedRedis
 from .feed import Feed
@@ -27,7 +28,7 @@ class Service:
     hub: Hub
     feed: Feed
     publish_limiter: RateLimiter
-    login_limiter: RateLimiter
+    bodies: BodyBudget
 
 
 @contextlib.asynccontextmanager
@@ -41,7 +42,11 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
     async with contextlib.AsyncExitStack() as stack:
         redis_url = settings.redis_url
         if redis_url is None:
-            embedded = await asyncio.to_thread(EmbeddedRedis().start)
+            # Started in the event loop's thread, which lives as long as the service, and not in
+            # a pool thread (asyncio.to_thread): on Linux the server dies with the thread that
+            # started it (embedded.py), so even a SIGKILLed service leaves no server behind.
+            # This blocks the loop only during start-up, before anything is served.
+            embedded = EmbeddedRedis().start()
             stack.callback(embedded.stop)
             redis_url = embedded.url
             print(f"elog-stream: embedded Redis running; publish with ELOG_REDIS_URL={redis_url}")
@@ -63,7 +68,7 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             hub,
             feed,
             publish_limiter=RateLimiter(settings.publish_rate, settings.publish_burst),
-            login_limiter=RateLimiter(rate=0.2, burst=5),
+            bodies=BodyBudget(settings.max_bodies_in_flight_bytes, settings.body_timeout),
         )
         async with asyncio.TaskGroup() as tasks:
             owned = [tasks.create_task(feed.run(), name="elog-feed")]

@@ -9,9 +9,12 @@ import logging
 from collections.abc import Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, WebSocket
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
+from .auth import Access, needs
 from .hub import Close, Expired, Filter, Hub, Viewer
+from .ratelimit import RateLimiter
 from .records import TopicImage
 from .service import Service
 
@@ -20,12 +23,23 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 CLOSE_TOO_SLOW = 4008
-CLOSE_WAIT = 60.0
+# Under server.Server a close frame is queued behind unread data at once; an ASGI server that
+# waits for that data to drain is given up on after CLOSE_WAIT, so that a stuck viewer is
+# unregistered within its timeout plus CLOSE_WAIT whatever runs the app.
+CLOSE_WAIT = 1.0
 MAX_HAVE = 10_000
+# Client messages per second per connection, in bursts of MESSAGE_BURST; beyond, each is refused
+# with an error frame, and a client that goes on (more than FLOOD_ALLOWANCE refused, regained at
+# MESSAGE_RATE per second) is closed with CLOSE_FLOODING.
+MESSAGE_RATE = 5.0
+MESSAGE_BURST = 10
+FLOOD_ALLOWANCE = 50
+CLOSE_FLOODING = 1008
+CLOSE_INTERNAL_ERROR = 1011
 HEARTBEAT_INTERVAL = 15.0
 
 
-@router.websocket("/ws")
+@router.websocket("/ws", dependencies=needs(Access.VIEW))
 async def viewer_socket(
     websocket: WebSocket,
     topic: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
@@ -47,6 +61,10 @@ async def viewer_socket(
             _send(websocket, viewer, service.settings.slow_viewer_timeout),
             _receive(websocket, viewer, service.hub),
         )
+    if kind == "error":
+        await _close_if_open(websocket, CLOSE_INTERNAL_ERROR, "internal error")
+    elif kind == "flooding":
+        await _close_if_open(websocket, CLOSE_FLOODING, detail)
     service.stats.viewer_disconnects[kind] += 1
     log.info(
         "viewer disconnected: reason=%s detail=%r superseded=%d viewers=%d",
@@ -63,8 +81,9 @@ Reason = tuple[str, str]  # (kind, detail); kinds are counted in Stats.viewer_di
 async def _first_to_finish(*coroutines: Coroutine[Any, Any, Reason]) -> Reason:
     """Run the sender and reader until one ends; cancel and await the other.
 
-    Returns why the first one ended (its result, or ``("error", ...)`` for its exception);
-    if both ended together, the earlier-listed one's reason wins.
+    Returns why the first one ended: its result; ``("client_closed", ...)`` if it failed because
+    the client went away; else ``("error", ...)``, its exception logged with the traceback. If
+    both ended together, the earlier-listed one's reason wins.
     """
     tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
     try:
@@ -75,29 +94,69 @@ async def _first_to_finish(*coroutines: Coroutine[Any, Any, Reason]) -> Reason:
         await asyncio.wait(tasks)
     first = next(task for task in tasks if task in done)
     error = first.exception()
-    return first.result() if error is None else ("error", f"{type(error).__name__}: {error}")
+    if error is None:
+        return first.result()
+    if isinstance(error, WebSocketDisconnect):  # a frame was being sent as the client left
+        return "client_closed", f"code {error.code}"
+    log.error("viewer socket failed", exc_info=error)
+    return "error", f"{type(error).__name__}: {error}"
+
+
+async def _close_if_open(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close the socket with ``code`` unless it is closed; give up after CLOSE_WAIT seconds."""
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(TimeoutError, OSError, RuntimeError, WebSocketDisconnect):
+        async with asyncio.timeout(CLOSE_WAIT):
+            await websocket.close(code=code, reason=reason)
 
 
 async def _receive(websocket: WebSocket, viewer: Viewer, hub: Hub) -> Reason:
+    """Answer each client message with ``sync`` or ``error`` until the client closes or floods.
+
+    A flood returns ``("flooding", ...)``; closing the socket is left to the caller.
+    """
+    allowed = RateLimiter(MESSAGE_RATE, MESSAGE_BURST, max_keys=1)
+    refusable = RateLimiter(MESSAGE_RATE, FLOOD_ALLOWANCE, max_keys=1)
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return "client_closed", f"code {message.get('code')}"
-        text = message.get("text")
-        if text is None:
-            viewer.say({"type": "error", "message": "binary messages are not understood"})
+        # Before parsing, so that a message over the limit costs no more than reading it.
+        wait = allowed.retry_after("")
+        if wait:
+            if refusable.retry_after(""):
+                return "flooding", f"over {MESSAGE_RATE:g} messages per second for too long"
+            viewer.say({"type": "error", "message": _rate_limited(wait)})
             continue
         try:
-            request = json.loads(text)
-            if not isinstance(request, dict) or request.get("type") != "subscribe":
-                raise ValueError('expected {"type": "subscribe", "topics": [...], ...}')
-            filter = Filter.parse(request.get("topics"), request.get("experiments"))
-            have = _parse_have(request.get("have"))
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            filter, have = _parse_subscribe(message.get("text"))
+        except ValueError as exc:
             viewer.say({"type": "error", "message": f"bad message: {exc}"})
             continue
         names = viewer.refilter(filter, hub.images(), have)
         viewer.say({"type": "sync", "topics": names})
+
+
+def _rate_limited(wait: float) -> str:
+    return (
+        f"rate limit: at most {MESSAGE_RATE:g} messages per second in bursts of {MESSAGE_BURST};"
+        f" message ignored, try again in {wait:.1f} s"
+    )
+
+
+def _parse_subscribe(text: str | None) -> tuple[Filter, dict[str, int]]:
+    """The filter and ``have`` of a subscribe message; raise ValueError saying what is wrong."""
+    if text is None:
+        raise ValueError("binary messages are not understood")
+    try:
+        request = json.loads(text)  # json.JSONDecodeError is a ValueError
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if not isinstance(request, dict) or request.get("type") != "subscribe":
+        raise ValueError('expected {"type": "subscribe", "topics": [...], ...}')
+    filter = Filter.parse(request.get("topics"), request.get("experiments"))
+    return filter, _parse_have(request.get("have"))
 
 
 def _parse_have(have: object) -> dict[str, int]:
@@ -133,8 +192,8 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
                     await websocket.send_text(_frame(item))
         except TimeoutError:
             reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
-            # The close frame goes out once the viewer reads again; give up on it after a while
-            # (its memory is bounded either way: one frame in the transport buffer).
+            # The viewer finds the close frame when it reads again, after the frames still in
+            # the transport buffer (at most one image); it is unregistered now.
             with contextlib.suppress(TimeoutError, OSError, RuntimeError):
                 async with asyncio.timeout(CLOSE_WAIT):
                     await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)

@@ -27,6 +27,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_elog_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishers read ``ELOG_*`` variables: a test sees only those it sets itself."""
+    for name in list(os.environ):
+        if name.startswith("ELOG_") and not name.startswith("ELOG_TEST_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     url = request.config.getoption("--redis-url")

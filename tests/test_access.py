@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ PUBLISH = "publish-s3cret-token"
 
 @pytest.fixture
 def guarded(settings: Settings, publisher: Publisher):
-    locked = dataclasses.replace(settings, view_token=VIEW, publish_token=PUBLISH)
+    locked = settings.replace(view_token=VIEW, publish_token=PUBLISH)
     with run_service(locked, log_config=None, log_level="info") as service:
         service.publisher = publisher
         yield service
@@ -58,7 +59,7 @@ async def test_view_token_guards_api_images_and_websocket(
     url = guarded.url
     for path in ("api/topics", "api/topics/secret/plot/image", "openapi.json"):
         response = httpx.get(url + path)
-        assert response.status_code == 401, path
+        assert response.status_code in (303, 401), path  # to the login page, or refused
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["detail"] == "a view token is required"
     assert httpx.get(url + "api/topics", headers=bearer("wrong")).status_code == 401
@@ -96,29 +97,85 @@ async def test_login_form_sets_a_session_cookie(guarded: RunningService) -> None
     headers = {"Cookie": f"{COOKIE}={session}"}
     async with connect(guarded.ws_url, additional_headers=headers) as ws:
         assert (await receive(ws, "sync"))["type"] == "sync"
+    session_info = httpx.get(url + "api/session", cookies=cookies).json()
+    assert session_info["credential"] == "session" and session_info["grants"] == ["view"]
+    assert session_info["expires_at"] > time.time() + 3600
+
     out = httpx.post(url + "logout", cookies=cookies)
     assert out.status_code == 303 and 'elog_session=""' in out.headers["set-cookie"]
+    # Revoked, not only forgotten by the browser: the old cookie no longer works.
+    assert httpx.get(url + "api/topics", cookies=cookies).status_code == 401
+    assert await closed_with(guarded.ws_url, additional_headers=headers) == (
+        4401,
+        "a view token is required",
+    )
+    # A forged or altered cookie is no session either.
+    ident, expires, mac = httpx.post(url + "login", data={"token": VIEW}).cookies[COOKIE].split(".")
+    for forged in (f"{ident}.{int(expires) + 10**6}.{mac}", f"{ident}.{expires}.{'0' * 64}"):
+        assert httpx.get(url + "api/topics", cookies={COOKIE: forged}).status_code == 401
 
 
-def test_login_attempts_are_rate_limited(guarded: RunningService) -> None:
+def test_a_session_expires(settings: Settings) -> None:
+    with run_service(settings.replace(view_token=VIEW, session_max_age=1)) as service:
+        cookies = {COOKIE: httpx.post(service.url + "login", data={"token": VIEW}).cookies[COOKIE]}
+        assert httpx.get(service.url + "api/topics", cookies=cookies).status_code == 200
+        wait_for(
+            lambda: httpx.get(service.url + "api/topics", cookies=cookies).status_code == 401,
+            "the session to expire",
+        )
+
+
+def test_failed_logins_are_limited_but_never_refuse_the_right_token(
+    guarded: RunningService,
+) -> None:
     results = [httpx.post(guarded.url + "login", data={"token": "guess"}) for _ in range(7)]
     assert [r.headers["location"] for r in results][-1] == "/login?failed=rate"
     assert results[0].headers["location"] == "/login?failed=token"
+    right = httpx.post(guarded.url + "login", data={"token": VIEW})  # same address, throttled
+    assert right.headers["location"] == "/" and right.cookies[COOKIE]
+
+
+def test_exactly_the_login_files_are_public(guarded: RunningService) -> None:
+    url = guarded.url.rstrip("/")
+    for path in ("/style.css", "/favicon.svg", "/js/login.js", "/js/theme.js", "/login"):
+        assert httpx.get(url + path).status_code == 200, path
+    for path in ("/login/../index.html", "/js/login.js/../main.js", "/login.html", "/js/main.js"):
+        with httpx.Client() as client:  # the path is sent as written, dots and all
+            response = client.send(
+                client.build_request("GET", httpx.URL(url, raw_path=path.encode()))
+            )
+        assert response.status_code in (303, 401), path  # to the login page, or refused
 
 
 def test_publish_token(guarded: RunningService) -> None:
     target = guarded.url + "api/topics/guarded"
     params = {"experiment": "e"}
-    for headers in ({}, bearer("wrong"), bearer(VIEW)):
+    refusals = {
+        "{}": (401, "a publish token is required"),
+        "wrong": (401, "the Bearer token is not valid here"),
+        "view": (403, "this view token does not allow publishing"),
+    }
+    for name, headers in (("{}", {}), ("wrong", bearer("wrong")), ("view", bearer(VIEW))):
         refused = httpx.post(target, params=params, content=png(), headers=headers)
-        assert refused.status_code == 401
-        assert "publish token is required" in refused.json()["detail"]
+        status, reason = refusals[name]
+        assert refused.status_code == status, name
+        assert refused.json()["detail"].startswith(reason), name
     accepted = httpx.post(target, params=params, content=png(), headers=bearer(PUBLISH))
     assert accepted.status_code == 201
 
 
+def test_a_view_token_alone_also_guards_publishing(settings: Settings) -> None:
+    with run_service(settings.replace(view_token=VIEW)) as service:
+        target = service.url + "api/topics/viewonly"
+        params = {"experiment": "e"}
+        assert httpx.post(target, params=params, content=png()).status_code == 401
+        assert httpx.get(target).status_code == 401
+        response = httpx.post(target, params=params, content=png(), headers=bearer(VIEW))
+        assert response.status_code == 201
+
+
 def test_read_only_mode_refuses_http_publishing(settings: Settings) -> None:
-    with run_service(dataclasses.replace(settings, read_only=True)) as service:
+    with run_service(settings.replace(read_only=True)) as service:
         response = httpx.post(
             service.url + "api/topics/x", params={"experiment": "e"}, content=png()
         )
@@ -128,7 +185,7 @@ def test_read_only_mode_refuses_http_publishing(settings: Settings) -> None:
 
 
 async def test_websocket_origin_allow_list(settings: Settings) -> None:
-    allowed = dataclasses.replace(settings, allowed_origins=("https://control.example",))
+    allowed = settings.replace(allowed_origins=("https://control.example",))
     with run_service(allowed) as service:
         evil = {"origin": "https://evil.example"}
         assert await closed_with(service.ws_url, **evil) == (4403, "WebSocket origin not allowed")
@@ -139,7 +196,7 @@ async def test_websocket_origin_allow_list(settings: Settings) -> None:
 
 
 def test_http_publishing_is_rate_limited(settings: Settings) -> None:
-    limited = dataclasses.replace(settings, publish_rate=0.5, publish_burst=2)
+    limited = settings.replace(publish_rate=0.5, publish_burst=2)
     with run_service(limited) as service:
         statuses = []
         for i in range(3):
@@ -148,10 +205,19 @@ def test_http_publishing_is_rate_limited(settings: Settings) -> None:
             )
             statuses.append(response.status_code)
         assert statuses == [201, 201, 429]
+        # With no publish token configured a Bearer token is no key of its own: inventing
+        # a new one per request does not get round the limit.
+        response = httpx.post(
+            service.url + "api/topics/rl",
+            params={"experiment": "e"},
+            content=png("x"),
+            headers=bearer(secrets.token_urlsafe()),
+        )
+        assert response.status_code == 429
         assert "publish rate limit of 0.5/s exceeded" in response.json()["detail"]
         assert int(response.headers["retry-after"]) >= 1
         assert httpx.get(service.url + "api/topics/rl").json()["seq"] == 2
-        assert httpx.get(service.url + "api/stats").json()["publish_rate_limited"] == 1
+        assert httpx.get(service.url + "api/stats").json()["publish_rate_limited"] == 2
 
 
 async def test_redis_credentials_pass_through(prefix: str) -> None:

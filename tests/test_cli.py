@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 
@@ -18,7 +17,9 @@ from elog_stream.config import Settings
 from elog_stream.embedded import free_port
 
 
-def test_publish_grab_and_topics(settings: Settings, tmp_path: Path, capsys) -> None:
+def test_publish_grab_and_topics(
+    settings: Settings, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = tmp_path / "plot.png"
     source.write_bytes(png("cli"))
     assert (
@@ -45,7 +46,7 @@ def test_publish_grab_and_topics(settings: Settings, tmp_path: Path, capsys) -> 
     assert out.read_bytes() == png("cli")
     assert "cli/a seq 1" in capsys.readouterr().out
 
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test
     assert main(cli_args(settings, "grab", "cli/b")) == 0
     assert (tmp_path / "cli_b.jpg").read_bytes() == jpeg()
 

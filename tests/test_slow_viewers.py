@@ -1,65 +1,122 @@
-"""A viewer that stops reading never hurts the others, nor the service's memory."""
+"""A viewer that stops reading never hurts the others, nor the service's memory, and is closed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import subprocess
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import psutil
 import pytest
-from support import DEADLINE, cli_args, http_status, receive, receive_image, serve, wait_for
-from websockets.asyncio.client import connect
+from support import (
+    DEADLINE,
+    ServeProcess,
+    cli_args,
+    http_status,
+    receive,
+    receive_image,
+    serve,
+    wait_for,
+)
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from elog_stream import AsyncPublisher
 from elog_stream.config import Settings
 from elog_stream.embedded import free_port
 
-IMAGES = 300
 IMAGE_BYTES = 1_000_000
+TIMEOUT = 3  # ELOG_SLOW_VIEWER_TIMEOUT in the close test
+MARGIN = 3.0  # the stuck viewer is gone within TIMEOUT + MARGIN of its sender blocking
+
+Stats = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def big_png(index: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + index.to_bytes(8, "big") + os.urandom(IMAGE_BYTES - 16)
 
 
-@pytest.fixture
-def served(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+@contextlib.asynccontextmanager
+async def stuck_viewer(ws_url: str, port: int) -> AsyncIterator[ClientConnection]:
+    """A viewer that reads nothing: a small socket buffer, and at most one frame queued."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    async with connect(
+        ws_url, sock=sock, max_size=None, max_queue=1, ping_interval=None, close_timeout=1
+    ) as ws:
+        yield ws
+
+
+async def publish_until_blocked(
+    publisher: AsyncPublisher, reader: ClientConnection, stats: Stats, stuck: int, first: int = 0
+) -> int:
+    """Publish 1 MB images one at a time until the senders of ``stuck`` viewers are blocked.
+
+    A blocked sender leaves its pending image in its mailbox, so from then on every publish
+    supersedes exactly one image per blocked viewer (``reader`` takes each image at once).
+    Also returns once a stuck viewer is gone. Returns the index of the next image.
+    """
+    for index in range(first, first + 50):
+        before = await stats()
+        seq = await publisher.publish("big", "e", big_png(index))
+        header, _ = await receive_image(reader, "big")
+        assert header["seq"] == seq
+        after = await stats()
+        superseded = after["frames_superseded"] - before["frames_superseded"]
+        if superseded == stuck or after["viewers"] < before["viewers"]:
+            return index + 1
+    pytest.fail(f"{stuck} viewers still not blocked after 50 images")
+
+
+async def until(condition: Callable[[], Awaitable[object]], what: str, deadline: float) -> None:
+    end = time.monotonic() + deadline
+    while not await condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline:.1f} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.contextmanager
+def served(settings: Settings, timeout: float) -> Iterator[tuple[int, ServeProcess]]:
     port = free_port()
     args = cli_args(settings, "--port", str(port))
-    with serve(*args, ELOG_SLOW_VIEWER_TIMEOUT="2") as server:
-        base = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: http_status(base + "healthz") == 200, "the service subprocess")
-        yield base, server.process
+    with serve(*args, ELOG_SLOW_VIEWER_TIMEOUT=str(timeout)) as server:
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_for(lambda: http_status(url) == 200, "the service subprocess")
+        yield port, server
 
 
-async def test_a_stuck_viewer_is_closed_and_costs_bounded_memory(
-    served, settings: Settings
-) -> None:
-    base, process = served
-    ws_url = base.replace("http", "ws", 1) + "ws"
-    service = psutil.Process(process.pid)
-    async with AsyncPublisher(settings.redis_url, prefix=settings.prefix) as publisher:
+async def test_a_stuck_viewer_is_closed_with_4008_on_time(settings: Settings) -> None:
+    with served(settings, TIMEOUT) as (port, _):
+        ws_url = f"ws://127.0.0.1:{port}/ws"
         async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/") as http,
+            AsyncPublisher(settings.redis_url, prefix=settings.prefix) as publisher,
             connect(ws_url, max_size=None, ping_interval=None) as normal,
-            # Never reads: with a one-frame queue the client stops reading the socket at once.
-            connect(ws_url, max_size=None, max_queue=1, ping_interval=None) as stuck,
+            stuck_viewer(ws_url, port) as stuck,
         ):
+
+            async def stats() -> dict[str, Any]:
+                return (await http.get("api/stats")).json()
+
             await receive(normal, "sync")
-            for i in range(3):  # warm the allocator up before the baseline
-                seq = await publisher.publish("big", "e", big_png(i))
-                await receive_image(normal, "big")
-            baseline = service.memory_info().rss
-            peak = baseline
-            for i in range(3, 3 + IMAGES):
-                seq = await publisher.publish("big", "e", big_png(i))
-                header, data = await receive_image(normal, "big")
-                assert header["seq"] == seq and data[8:16] == i.to_bytes(8, "big")
-                peak = max(peak, service.memory_info().rss)
-            assert peak - baseline < 100 * 1024 * 1024, f"RSS grew {(peak - baseline) >> 20} MiB"
+            assert (await stats())["viewers"] == 2
+            await publish_until_blocked(publisher, normal, stats, stuck=1)
+            blocked = time.monotonic()
+
+            async def gone() -> bool:
+                return (await stats())["viewers"] == 1
+
+            await until(gone, "the stuck viewer to be unregistered", TIMEOUT + MARGIN)
+            assert time.monotonic() - blocked <= TIMEOUT + MARGIN
+            assert (await stats())["viewer_disconnects"].get("too_slow") == 1
 
             # Reading again, the stuck viewer finds a few stale frames, then the close code.
             with pytest.raises(ConnectionClosed) as closed:
@@ -75,8 +132,31 @@ async def test_a_stuck_viewer_is_closed_and_costs_bounded_memory(
             header, _ = await receive_image(normal, "big")
             assert header["seq"] == seq
 
-        def stats() -> dict:
-            return httpx.get(base + "api/stats").json()
 
-        wait_for(lambda: stats()["viewer_disconnects"].get("too_slow") == 1, "the count")
-        assert stats()["frames_superseded"] >= 1
+async def test_a_stuck_viewer_costs_bounded_memory(settings: Settings) -> None:
+    images = 150  # 150 MB if they were queued for the stuck viewer
+    with served(settings, 600) as (port, server):  # stays stuck for the whole test
+        ws_url = f"ws://127.0.0.1:{port}/ws"
+        service = psutil.Process(server.process.pid)
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/") as http,
+            AsyncPublisher(settings.redis_url, prefix=settings.prefix) as publisher,
+            connect(ws_url, max_size=None, ping_interval=None) as normal,
+            stuck_viewer(ws_url, port),
+        ):
+
+            async def stats() -> dict[str, Any]:
+                return (await http.get("api/stats")).json()
+
+            await receive(normal, "sync")
+            index = await publish_until_blocked(publisher, normal, stats, stuck=1)
+            baseline = peak = service.memory_info().rss
+            for i in range(index, index + images):
+                seq = await publisher.publish("big", "e", big_png(i))
+                header, data = await receive_image(normal, "big")
+                assert header["seq"] == seq and data[8:16] == i.to_bytes(8, "big")
+                peak = max(peak, service.memory_info().rss)
+            assert peak - baseline < 100 * 1024 * 1024, f"RSS grew {(peak - baseline) >> 20} MiB"
+            counters = await stats()
+            assert counters["viewers"] == 2
+            assert counters["frames_superseded"] >= images

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from playwright.sync_api import Page, expect
 from support import png, run_service
 
-TOKEN = "s3cret"
+TOKEN = "s3cret-view-token"
 # The requests the server refuses once the session is gone are logged by Chromium.
 REFUSED = [r"status of 401", r"WebSocket connection to .* failed", r"ERR_CONNECTION_REFUSED"]
 
@@ -18,7 +16,7 @@ def guarded(settings, page_errors):
     # Each test runs its own service, which stops before the page closes.
     for pattern in REFUSED:
         page_errors.allow(pattern)
-    return dataclasses.replace(settings, view_token=TOKEN)
+    return settings.replace(view_token=TOKEN)
 
 
 def card(page: Page, topic: str):
@@ -89,7 +87,31 @@ def test_a_lost_session_goes_back_to_the_login_page(guarded, publisher, page):
     # The WebSocket closed with 4401: the service restarted with another token.
     refused: list[str] = []
     page.on("response", lambda response: response.status == 401 and refused.append(response.url))
-    with run_service(dataclasses.replace(guarded, view_token="changed"), port=port) as service:
+    with run_service(guarded.replace(view_token="changed-view-token"), port=port) as service:
         expect(page).to_have_url(service.url + "login", timeout=15_000)
         expect(page.locator("#token")).to_be_focused()
     assert refused == [], "no HTTP request was refused: the socket's close code sent it there"
+
+
+def test_log_out_ends_the_session(guarded, publisher, page):
+    publisher.publish("secure/a", "exp", png("a1"))
+    with run_service(guarded) as service:
+        page.goto(service.url)
+        log_in(page, TOKEN)
+        expect(card(page, "secure/a")).to_be_visible()
+        logout = page.get_by_role("button", name="Log out")
+        expect(logout).to_be_visible()
+        session = next(c for c in page.context.cookies() if c["name"] == "elog_session")
+        with page.expect_navigation():
+            logout.click()
+        expect(page).to_have_url(service.url + "login")
+        # The session is revoked by the service, not only dropped by this browser.
+        page.context.add_cookies([session])
+        page.goto(service.url)
+        expect(page).to_have_url(service.url + "login")
+
+
+def test_no_log_out_without_access_control(service, page):
+    page.goto(service.url)
+    expect(page.locator("#status-text")).to_have_text("Live")
+    expect(page.locator("#logout")).to_be_hidden()

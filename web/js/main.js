@@ -28,6 +28,10 @@ const ui = {
 };
 
 themeButton($('theme'));
+// Log out is offered to a browser login session (not to token or open access).
+getJson('api/session')
+  .then((session) => { $('logout').hidden = session.credential !== 'session'; })
+  .catch(() => {}); // the socket reports an unreachable service
 
 const initial = readView();
 let filter = new Filter(initial.experiment, initial.q);
