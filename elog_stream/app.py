@@ -29,6 +29,7 @@ from .errors import (
     ServiceBusyError,
     TopicNotFoundError,
 )
+from .server import MAX_REQUEST_HEAD_BYTES
 from .service import running_service
 
 CONTENT_SECURITY_POLICY = (
@@ -87,6 +88,7 @@ def create_app(
     _check_access_declared(app)
     app.mount("/", ViewerFiles(directory=web_directory(), html=True), name="viewer")
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadLimit)
     if root_path:
         app.add_middleware(PathPrefix, prefix=root_path)
     return app
@@ -145,8 +147,8 @@ async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
 class SecurityHeaders:
     """Adds CSP (no inline scripts), nosniff and anti-framing headers to every HTTP response.
 
-    The interactive API docs (``/docs``) load Swagger UI with an inline script, so they are
-    left without the CSP.
+    The interactive API docs (exactly ``/docs`` and ``/redoc``) load an inline script, so
+    they are left without the CSP (still not frameable: ``X-Frame-Options: DENY``).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -157,19 +159,42 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path", ""))
-        strict = not path.startswith(("/docs", "/redoc"))
+        strict = path not in ("/docs", "/redoc")  # exactly: "/docs%2F..%2Findex.html" is not
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-content-type-options", b"nosniff"))
                 headers.append((b"referrer-policy", b"no-referrer"))
+                headers.append((b"x-frame-options", b"DENY"))
                 if strict:
                     headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HeadLimit:
+    """Refuses a request whose line and headers exceed MAX_REQUEST_HEAD_BYTES with 431.
+
+    h11 refuses a longer head only when it arrives in pieces; one that arrives in a single
+    read (up to 256 KiB) would otherwise reach the app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope["raw_path"]) + len(scope["query_string"])
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > MAX_REQUEST_HEAD_BYTES:
+                detail = f"request line and headers over {MAX_REQUEST_HEAD_BYTES} bytes"
+                response = JSONResponse({"detail": detail}, 431, headers={"Connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class PathPrefix:

@@ -97,3 +97,31 @@ def test_forwarded_for_is_ignored_unless_from_a_trusted_proxy(settings: Settings
         assert publish_statuses(service, 3) == [201, 201, 429]
     with run_service(limited, trusted_proxies=["127.0.0.1"]) as service:
         assert publish_statuses(service, 3) == [201, 201, 201]  # three clients, as told
+
+
+def test_a_request_head_must_arrive_in_time(settings: Settings) -> None:
+    with run_service(settings, request_head_timeout=1) as service:
+        port = service.server.servers[0].sockets[0].getsockname()[1]
+        for start in (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "):
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+                sock.sendall(start)
+                assert sock.recv(1024) == b"", "closed without an answer"
+        assert service.health().status_code == 200
+
+
+def test_a_head_over_the_limit_is_refused_even_in_one_piece(service: RunningService) -> None:
+    port = service.server.servers[0].sockets[0].getsockname()[1]
+    for size in (17_000, 120_000):
+        request = f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * size}\r\n\r\n".encode()
+        answer = exchange(port, request)
+        assert answer.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 ")) or answer == b"", answer[:80]
+    assert b"HTTP/1.1 200 " in exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def test_the_viewer_cannot_be_served_without_its_security_headers(service: RunningService) -> None:
+    for path in ("docs%2F..%2Findex.html", "redoc%2F..%2Fjs%2Fmain.js", ""):
+        response = httpx.get(service.url + path)
+        if response.status_code == 200:
+            assert "script-src 'self'" in response.headers["content-security-policy"], path
+        assert response.headers["x-frame-options"] == "DENY"
+    assert httpx.get(service.url + "docs").headers["x-frame-options"] == "DENY"
