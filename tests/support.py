@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 
 from elog_stream import Publisher
 from elog_stream.app import create_app
@@ -134,6 +136,19 @@ async def receive_image(
             assert len(data) == header["size"]
             if topic is None or header["topic"] == topic:
                 return header, data
+
+
+@contextlib.asynccontextmanager
+async def stuck_viewer(ws_url: str, port: int) -> AsyncIterator[ClientConnection]:
+    """A viewer that reads nothing: a small socket buffer, and at most one frame queued."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    async with connect(
+        ws_url, sock=sock, max_size=None, max_queue=1, ping_interval=None, close_timeout=1
+    ) as ws:
+        yield ws
 
 
 class ServeProcess:

@@ -7,16 +7,24 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psutil
 import pytest
-from support import DEADLINE, ServeProcess, http_status, receive, receive_image, serve, wait_for
-from websockets.asyncio.client import ClientConnection, connect
+from support import (
+    DEADLINE,
+    ServeProcess,
+    http_status,
+    receive,
+    receive_image,
+    serve,
+    stuck_viewer,
+    wait_for,
+)
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from elog_stream import AsyncPublisher
@@ -52,19 +60,6 @@ def gone(process: psutil.Process) -> bool:
         return process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-@contextlib.asynccontextmanager
-async def stuck_viewer(ws_url: str, port: int) -> AsyncIterator[ClientConnection]:
-    """A viewer that reads nothing: a small socket buffer, and at most one frame queued."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    async with connect(
-        ws_url, sock=sock, max_size=None, max_queue=1, ping_interval=None, close_timeout=1
-    ) as ws:
-        yield ws
 
 
 async def test_sigterm_ends_in_time_with_stuck_viewers_and_stops_valkey() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ from support import (
     receive,
     receive_image,
     serve,
+    stuck_viewer,
     wait_for,
 )
 from websockets.asyncio.client import ClientConnection, connect
@@ -39,19 +39,6 @@ Stats = Callable[[], Awaitable[dict[str, Any]]]
 
 def big_png(index: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + index.to_bytes(8, "big") + os.urandom(IMAGE_BYTES - 16)
-
-
-@contextlib.asynccontextmanager
-async def stuck_viewer(ws_url: str, port: int) -> AsyncIterator[ClientConnection]:
-    """A viewer that reads nothing: a small socket buffer, and at most one frame queued."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    async with connect(
-        ws_url, sock=sock, max_size=None, max_queue=1, ping_interval=None, close_timeout=1
-    ) as ws:
-        yield ws
 
 
 async def publish_until_blocked(
