@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -106,7 +107,7 @@ class Sessions:
         self._revoked: dict[str, int] = {}  # session id -> expiry
 
     def issue(self) -> str:
-        session = f"{secrets.token_urlsafe(16)}.{int(time.time() + self.max_age)}"
+        session = f"{secrets.token_urlsafe(16)}.{math.ceil(time.time() + self.max_age)}"
         return f"{session}.{self._sign(session)}"
 
     def expiry(self, value: str) -> int | None:

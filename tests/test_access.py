@@ -116,7 +116,8 @@ async def test_login_form_sets_a_session_cookie(guarded: RunningService) -> None
 
 
 def test_a_session_expires(settings: Settings) -> None:
-    with run_service(settings.replace(view_token=VIEW, session_max_age=1)) as service:
+    # At least 5 s (expiry is rounded up): ample for the first request on a slow machine.
+    with run_service(settings.replace(view_token=VIEW, session_max_age=5)) as service:
         cookies = {COOKIE: httpx.post(service.url + "login", data={"token": VIEW}).cookies[COOKIE]}
         assert httpx.get(service.url + "api/topics", cookies=cookies).status_code == 200
         wait_for(
