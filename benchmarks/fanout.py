@@ -60,7 +60,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             async with httpx.AsyncClient() as http:
                 for _ in range(500):
                     try:
-                        if (await http.get(base + "healthz")).status_code == 200:
+                        if (await http.get(base + "readyz")).status_code == 200:
                             break
                     except httpx.TransportError:
                         pass

@@ -1,4 +1,4 @@
-"""The HTTP API: topics, images, publishing over HTTP, health."""
+"""The HTTP API: topics, images, publishing over HTTP, metrics, liveness and readiness."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.convertors import IntegerConvertor, PathConvertor, register_url_convertor
+from starlette.types import Message, Receive, Scope, Send
 
 from .auth import Access, AccessPolicy, needs
 from .errors import ElogError, ImageTooLargeError, InvalidNameError
@@ -17,6 +19,7 @@ from .images import CONTENT_TYPES
 from .protocol import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, validate_topic
 from .records import TopicImage
 from .service import Service
+from .stats import CONTENT_TYPE
 
 
 class _TopicConvertor(PathConvertor):
@@ -42,6 +45,34 @@ register_url_convertor("seq", _SeqConvertor())
 register_url_convertor("whole_topic", _WholeTopicConvertor())
 
 router = APIRouter()
+
+
+class _CountedRoute(APIRoute):
+    """A route whose answers are counted by status (``Stats.http_publish``), whoever gave
+    them: the access check (401, 403), validation (422), the handler or an error handler."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status: int | None = None
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().handle(scope, receive, watch)
+        except Exception:
+            status = status or 500  # answered by the server's error middleware
+            raise
+        finally:
+            if status is not None:  # else cancelled before answering: the client left
+                service: Service = scope["app"].state.service
+                service.stats.http_publish(status)
+
+
+# HTTP publishing, on a router of its own whose routes are counted.
+publishing = APIRouter(route_class=_CountedRoute)
 
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
 
@@ -170,7 +201,7 @@ async def get_topic(topic: str, service: ServiceDep) -> Topic:
     return Topic(**(await _current(service, topic)).topic_object())
 
 
-@router.post(
+@publishing.post(
     "/api/topics/{topic:whole_topic}",
     status_code=201,
     dependencies=needs(Access.PUBLISH),
@@ -222,7 +253,6 @@ async def publish_topic(
     key = policy.identify(request).rate_key or f"address:{client}"
     wait = service.publish_limiter.retry_after(key)
     if wait:
-        service.stats.publish_rate_limited += 1
         raise HTTPException(
             429,
             f"publish rate limit of {service.publish_limiter.rate:g}/s exceeded; "
@@ -237,29 +267,49 @@ async def publish_topic(
 
 @router.get("/api/stats", dependencies=needs(Access.VIEW))
 async def stats(service: ServiceDep) -> dict[str, Any]:
-    """Counters of viewers, dropped frames, disconnect reasons, Redis reconnects, feed errors."""
-    return {
-        "topics": service.hub.topic_count,
-        "viewers": service.hub.viewer_count,
-        **service.stats.as_dict(),
-    }
+    """The numbers of ``/metrics`` as JSON: viewers, images sent, dropped frames, disconnect
+    reasons, Redis reconnects, feed errors, HTTP publishes."""
+    return service.stats.as_dict()
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}}},
+    dependencies=needs(Access.VIEW),
+)
+async def metrics(service: ServiceDep) -> Response:
+    """The same numbers in the Prometheus text format; names start with ``elog_``."""
+    return Response(service.stats.exposition(), media_type=CONTENT_TYPE)
 
 
 @router.get("/healthz", responses={503: {"model": Health}}, dependencies=needs(Access.PUBLIC))
 async def healthz(service: ServiceDep) -> JSONResponse:
-    """200 when Redis answers and the update subscription is live and recently proven.
+    """Liveness: 200 while the event loop answers and the feed task runs, whatever Redis does.
 
-    Else 503 with the reason: viewers may be missing updates.
+    Else 503: restarting the process may help. Readiness is ``/readyz``.
     """
-    reason = None
-    try:
-        async with asyncio.timeout(_HEALTH_TIMEOUT):
-            await service.store.ping()
-    except ElogError as exc:
-        reason = str(exc)
-    except TimeoutError:
-        reason = f"Redis at {service.store.url} did not answer within {_HEALTH_TIMEOUT} s"
-    reason = reason or service.feed.problem()
+    reason = None if service.feed_running() else "the feed task is not running"
+    return _health(service, reason)
+
+
+@router.get("/readyz", responses={503: {"model": Health}}, dependencies=needs(Access.PUBLIC))
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """Readiness: 200 when Redis answers and the update subscription is live and recently
+    proven. Else 503 with the reason: viewers may be missing updates."""
+    reason = None if service.feed_running() else "the feed task is not running"
+    if reason is None:
+        try:
+            async with asyncio.timeout(_HEALTH_TIMEOUT):
+                await service.store.ping()
+        except ElogError as exc:
+            reason = str(exc)
+        except TimeoutError:
+            reason = f"Redis at {service.store.url} did not answer within {_HEALTH_TIMEOUT} s"
+    return _health(service, reason or service.feed.problem())
+
+
+def _health(service: Service, reason: str | None) -> JSONResponse:
     age = service.feed.proof_age()
     health = Health(
         status="unavailable" if reason else "ok",

@@ -82,6 +82,7 @@ def create_app(
     app.add_exception_handler(ElogError, _elog_error)
     app.add_exception_handler(405, _method_not_allowed)
     app.include_router(api.router)
+    app.include_router(api.publishing)
     app.include_router(auth.router)
     app.include_router(viewer_socket.router)
     app.include_router(_docs)

@@ -159,7 +159,7 @@ class Feed:
             if live_since is not None and time.monotonic() - live_since > _STABLE_AFTER:
                 backoff.reset()
             self._live_since = None
-            self._stats.redis_reconnects += 1
+            self._stats.redis_reconnected()
             delay = backoff.next_delay()
             self._problem = f"{reason}; retrying in {delay:.1f} s"
             log.warning("feed: %s", self._problem)
@@ -170,9 +170,9 @@ class Feed:
         if isinstance(cause, RedisUnavailableError | RedisRefusedError):
             return f"update subscription lost: {cause}"
         if isinstance(cause, SubscriptionStaleError):
-            self._stats.feed_errors["subscription_stale"] += 1
+            self._stats.feed_error("subscription_stale")
             return f"update subscription stale: {cause}"
-        self._stats.feed_errors["crash"] += 1
+        self._stats.feed_error("crash")
         description = f"{type(cause).__name__}: {shorten(str(cause))}"
         self._log.log(logging.ERROR, "crash", type(cause).__name__, description, error)
         return f"the feed crashed ({description})"
@@ -201,7 +201,7 @@ class Feed:
                 self._announced.put(message, time.monotonic())
 
     def _overflow(self) -> None:
-        self._stats.feed_errors["backlog_overflow"] += 1
+        self._stats.feed_error("backlog_overflow")
         self._log.warning(
             "backlog_overflow",
             "",

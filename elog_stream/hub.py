@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -52,6 +53,8 @@ CLOSE_GOING_AWAY = Close(1001, "server shutting down")
 
 
 Item = TopicImage | Expired
+# A pending item and, for a live update, when its image was installed (time.monotonic()).
+Pending = tuple[Item, float | None]
 Message = dict[str, object]
 MAX_PENDING_MESSAGES = 32
 
@@ -128,7 +131,8 @@ class Viewer:
         self.dropped = 0
         self._stats = stats
         self._ready = asyncio.Event()
-        self._pending: LatestWins[str, Item] = LatestWins(self._ready)
+        self._pending: LatestWins[str, Pending] = LatestWins(self._ready)
+        self._taken: Pending | None = None  # the item ``next`` returned last
         # What the client holds per topic: (seq, digest), digest None when the client only
         # told us the seq (resuming a connection).
         self._sent: dict[str, tuple[int, str | None]] = {}
@@ -145,16 +149,23 @@ class Viewer:
         self._messages.append(message)
         self._ready.set()
 
-    def offer(self, item: Item) -> None:
-        """Queue ``item``, replacing any older pending item of the same topic. Never blocks."""
+    def offer(self, item: Item, installed_at: float | None = None) -> None:
+        """Queue ``item``, replacing any older pending item of the same topic. Never blocks.
+
+        ``installed_at`` is when the Hub took the image, for a live update (not a snapshot).
+        """
         if isinstance(item, TopicImage):
             if not self.filter.matches(item) or self._holds(item):
                 return
         elif item.topic not in self._sent and item.topic not in self._pending:
             return
-        if isinstance(self._pending.put(item.topic, item), TopicImage):
+        replaced = self._pending.get(item.topic)
+        if replaced is not None and replaced[0] is item:  # offered again: keep its time
+            installed_at = replaced[1] if installed_at is None else installed_at
+        elif replaced is not None and isinstance(replaced[0], TopicImage):
             self.dropped += 1
-            self._stats.frames_superseded += 1
+            self._stats.frame_superseded()
+        self._pending.put(item.topic, (item, installed_at))
 
     async def next(self) -> Item | Message | Close:
         """Wait for and take a Close if any, else the next message, else the oldest item.
@@ -168,12 +179,23 @@ class Viewer:
             return self._close
         if self._messages:
             return self._messages.popleft()
-        topic, item = self._pending.popleft()
+        topic, pending = self._pending.popleft()
+        item = pending[0]
         if isinstance(item, TopicImage):
             self._sent[topic] = (item.seq, item.digest)
+            self._taken = pending
         else:
             self._sent.pop(topic, None)
         return item
+
+    def sent(self, image: TopicImage) -> None:
+        """Count ``image``, taken from ``next``, as handed to the socket: its bytes and, for a
+        live update, the time since the Hub took it."""
+        taken = self._taken
+        installed_at = taken[1] if taken is not None and taken[0] is image else None
+        self._taken = None
+        seen_to_sent = None if installed_at is None else time.monotonic() - installed_at
+        self._stats.image_sent(len(image.data), seen_to_sent)
 
     def _holds(self, image: TopicImage) -> bool:
         sent = self._sent.get(image.topic)
@@ -198,9 +220,10 @@ class Viewer:
             for topic in topics & have.keys():
                 self._sent.setdefault(topic, (have[topic], None))
         for topic in self._pending:
-            item = self._pending.get(topic)
-            if isinstance(item, TopicImage) and not filter.matches(item):
-                self._pending.pop(topic)
+            pending = self._pending.get(topic)
+            if pending is not None and isinstance(pending[0], TopicImage):
+                if not filter.matches(pending[0]):
+                    self._pending.pop(topic)
         names = []
         for image in live:
             if filter.matches(image):
@@ -219,6 +242,7 @@ class Hub:
         self._closing = False
         self._no_viewers = asyncio.Event()
         self._no_viewers.set()
+        stats.watch(topics=lambda: self.topic_count, viewers=lambda: self.viewer_count)
 
     def images(self) -> list[TopicImage]:
         """Every live image, newest first."""
@@ -238,15 +262,17 @@ class Hub:
     def update(self, image: TopicImage) -> bool:
         """Store ``image`` and offer it to every viewer unless it is the one already held.
 
-        Returns whether viewers were offered it. A re-read of the same image only refreshes its
-        expiry time.
+        Returns whether viewers were offered it (counted as a publish seen). A re-read of the
+        same image only refreshes its expiry time.
         """
         current = self._images.get(image.topic)
         self._images[image.topic] = image
         if current is not None and _identity(current) == _identity(image):
             return False
+        self.stats.publish_seen()
+        installed_at = time.monotonic()
         for viewer in self._viewers:
-            viewer.offer(image)
+            viewer.offer(image, installed_at)
         return True
 
     def remove(self, topic: str) -> None:

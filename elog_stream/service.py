@@ -29,6 +29,11 @@ class Service:
     feed: Feed
     publish_limiter: RateLimiter
     bodies: BodyBudget
+    feed_task: asyncio.Task[None] | None = None  # set once the TaskGroup runs it
+
+    def feed_running(self) -> bool:
+        """Whether the Feed task runs (it ends only when the service stops)."""
+        return self.feed_task is not None and not self.feed_task.done()
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +76,8 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             bodies=BodyBudget(settings.max_bodies_in_flight_bytes, settings.body_timeout),
         )
         async with asyncio.TaskGroup() as tasks:
-            owned = [tasks.create_task(feed.run(), name="elog-feed")]
+            service.feed_task = tasks.create_task(feed.run(), name="elog-feed")
+            owned = [service.feed_task]
             if demo:
                 from .demo import run_demo
 

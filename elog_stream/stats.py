@@ -1,29 +1,145 @@
-"""Counters of what the service dropped, refused or lost, for logs and metrics."""
+"""The service's counters, as prometheus-client metrics: ``/metrics`` and ``/api/stats``.
+
+``Stats`` is the one owner of every number the service reports. Its metrics live in a
+``CollectorRegistry`` of its own (never the global one), so several services in one process
+count apart; ``exposition()`` is the Prometheus text of that registry and ``as_dict()`` a JSON
+view read back from it, so the two can never disagree.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-@dataclass
+# The classic text format, which every Prometheus reads; generate_latest writes it for names
+# like ours. Recent prometheus-client versions label it version=1.0.0, unknown to Prometheus 2.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# 1 ms (a loopback viewer) to 10 s (a viewer near its slow-viewer timeout).
+SEEN_TO_SENT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
 class Stats:
-    """Process-wide counters; updated only from the event loop, so no locking."""
+    """Process-wide counters; updated only from the event loop.
 
-    frames_superseded: int = 0  # images a slow viewer skipped because a newer one replaced them
-    viewer_disconnects: Counter[str] = field(default_factory=Counter)  # by reason kind
-    redis_reconnects: int = 0
-    publish_rate_limited: int = 0
-    # Data read from Redis that was refused (malformed_notification, wrong_type, not_an_image,
-    # ...), and the feed's own failures (crash, subscription_stale), by kind.
-    feed_errors: Counter[str] = field(default_factory=Counter)
+    The gauges are not counted here but read, at each scrape, from their owner (``watch``).
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self._topics = Gauge("elog_topics", "Live topics held in memory.", registry=registry)
+        self._viewers = Gauge(
+            "elog_viewers", "Viewers connected over WebSocket.", registry=registry
+        )
+        self._seen = Counter(
+            "elog_publishes_seen",
+            "New images the feed installed into the hub (notified, reconciled or published here).",
+            registry=registry,
+        )
+        self._images_sent = Counter(
+            "elog_images_sent", "Images handed to viewers' sockets.", registry=registry
+        )
+        self._bytes_sent = Counter(
+            "elog_image_bytes_sent", "Image bytes handed to viewers' sockets.", registry=registry
+        )
+        self._superseded = Counter(
+            "elog_frames_superseded",
+            "Images a viewer skipped because a newer one of the topic replaced them.",
+            registry=registry,
+        )
+        self._disconnects = Counter(
+            "elog_viewer_disconnects", "Viewers gone, by reason.", ["reason"], registry=registry
+        )
+        self._reconnects = Counter(
+            "elog_redis_reconnects",
+            "Times the feed lost its update subscription and started again.",
+            registry=registry,
+        )
+        self._feed_errors = Counter(
+            "elog_feed_errors",
+            "Data read from Redis that was refused, and the feed's own failures, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self._http_publishes = Counter(
+            "elog_http_publishes",
+            "HTTP publish requests answered, by status.",
+            ["status"],
+            registry=registry,
+        )
+        self._seen_to_sent = Histogram(
+            "elog_seen_to_sent_seconds",
+            "Seconds from an image's installation into the hub to its bytes handed to a "
+            "viewer's socket (live updates, not the snapshot a viewer gets on subscribing).",
+            buckets=SEEN_TO_SENT_BUCKETS,
+            registry=registry,
+        )
+
+    def watch(self, topics: Callable[[], int], viewers: Callable[[], int]) -> None:
+        """Read the topic and viewer gauges from these functions of their owner (the Hub)."""
+        self._topics.set_function(topics)
+        self._viewers.set_function(viewers)
+
+    def publish_seen(self) -> None:
+        self._seen.inc()
+
+    def image_sent(self, size: int, seen_to_sent: float | None) -> None:
+        """An image of ``size`` bytes was handed to a socket, ``seen_to_sent`` s after it was
+        installed (None: not a live update)."""
+        self._images_sent.inc()
+        self._bytes_sent.inc(size)
+        if seen_to_sent is not None:
+            self._seen_to_sent.observe(seen_to_sent)
+
+    def frame_superseded(self) -> None:
+        self._superseded.inc()
+
+    def viewer_disconnected(self, reason: str) -> None:
+        self._disconnects.labels(reason=reason).inc()
+
+    def redis_reconnected(self) -> None:
+        self._reconnects.inc()
+
+    def feed_error(self, kind: str) -> None:
+        self._feed_errors.labels(kind=kind).inc()
+
+    def http_publish(self, status: int) -> None:
+        self._http_publishes.labels(status=str(status)).inc()
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format (``CONTENT_TYPE``) of every metric."""
+        return generate_latest(self.registry)
 
     def as_dict(self) -> dict[str, Any]:
+        """The same numbers as JSON, for ``/api/stats``."""
+        value = self.registry.get_sample_value
+        http_publishes = _by_label(self._http_publishes, "status")
         return {
-            "frames_superseded": self.frames_superseded,
-            "viewer_disconnects": dict(self.viewer_disconnects),
-            "redis_reconnects": self.redis_reconnects,
-            "publish_rate_limited": self.publish_rate_limited,
-            "feed_errors": dict(self.feed_errors),
+            "topics": int(value("elog_topics") or 0),
+            "viewers": int(value("elog_viewers") or 0),
+            "publishes_seen": int(value("elog_publishes_seen_total") or 0),
+            "images_sent": int(value("elog_images_sent_total") or 0),
+            "image_bytes_sent": int(value("elog_image_bytes_sent_total") or 0),
+            "seen_to_sent_seconds": {
+                "count": int(value("elog_seen_to_sent_seconds_count") or 0),
+                "sum": value("elog_seen_to_sent_seconds_sum") or 0.0,
+            },
+            "frames_superseded": int(value("elog_frames_superseded_total") or 0),
+            "viewer_disconnects": _by_label(self._disconnects, "reason"),
+            "redis_reconnects": int(value("elog_redis_reconnects_total") or 0),
+            "http_publishes": http_publishes,
+            "publish_rate_limited": http_publishes.get("429", 0),
+            "feed_errors": _by_label(self._feed_errors, "kind"),
         }
+
+
+def _by_label(counter: Counter, label: str) -> dict[str, int]:
+    return {
+        sample.labels[label]: int(sample.value)
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }

@@ -3,7 +3,7 @@
 ``TopicStore`` holds the redis.asyncio client, knows the key names, validates everything it
 reads (``records``), and translates every redis-py error into the domain errors of
 ``errors.py``: RedisUnavailableError (503), RedisRefusedError (503), CorruptTopicError (409),
-PublishOutcomeUnknownError (504). Data it refuses is counted in ``Stats.feed_errors`` by kind
+PublishOutcomeUnknownError (504). Data it refuses is counted by kind (``Stats.feed_error``)
 and logged at most once per topic per minute.
 """
 
@@ -240,7 +240,7 @@ class TopicStore:
 
     def _report(self, error: CorruptTopicError | MalformedNotificationError) -> None:
         kind = error.kind
-        self._stats.feed_errors[kind] += 1
+        self._stats.feed_error(kind)
         key = error.topic if isinstance(error, CorruptTopicError) else ""
         self._problems.warning(kind, key, str(error))
 

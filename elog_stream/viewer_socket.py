@@ -65,7 +65,7 @@ async def viewer_socket(
         await _close_if_open(websocket, CLOSE_INTERNAL_ERROR, "internal error")
     elif kind == "flooding":
         await _close_if_open(websocket, CLOSE_FLOODING, detail)
-    service.stats.viewer_disconnects[kind] += 1
+    service.stats.viewer_disconnected(kind)
     log.info(
         "viewer disconnected: reason=%s detail=%r superseded=%d viewers=%d",
         kind,
@@ -75,7 +75,7 @@ async def viewer_socket(
     )
 
 
-Reason = tuple[str, str]  # (kind, detail); kinds are counted in Stats.viewer_disconnects
+Reason = tuple[str, str]  # (kind, detail); kinds are counted by Stats.viewer_disconnected
 
 
 async def _first_to_finish(*coroutines: Coroutine[Any, Any, Reason]) -> Reason:
@@ -183,6 +183,7 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
                 if isinstance(item, TopicImage):
                     await websocket.send_text(_frame({"type": "image", **item.metadata()}))
                     await websocket.send_bytes(item.data)
+                    viewer.sent(item)
                 elif isinstance(item, Expired):
                     await websocket.send_text(_frame({"type": "expired", "topic": item.topic}))
                 elif isinstance(item, Close):

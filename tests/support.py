@@ -61,7 +61,12 @@ class RunningService:
         return "ws" + self.url.removeprefix("http") + "ws"
 
     def health(self) -> httpx.Response:
+        """Liveness (``/healthz``)."""
         return httpx.get(self.url + "healthz", timeout=5)
+
+    def ready(self) -> httpx.Response:
+        """Readiness (``/readyz``): Redis answers and the update subscription is proven."""
+        return httpx.get(self.url + "readyz", timeout=5)
 
 
 @contextmanager
@@ -74,7 +79,7 @@ def run_service(
 ) -> Iterator[RunningService]:
     """Run the app under uvicorn in a thread until the block exits.
 
-    Waits until it answers, and with ``wait_healthy`` until /healthz says 200.
+    Waits until it answers, and with ``wait_healthy`` until /readyz says 200.
     """
     server_options.setdefault("log_level", "warning")
     server = Server(create_app(settings, root_path=root_path), port=port, **server_options)
@@ -86,7 +91,7 @@ def run_service(
         port = server.servers[0].sockets[0].getsockname()[1]
         service = RunningService(f"http://127.0.0.1:{port}{root_path}/", settings, server)
         if wait_healthy:
-            wait_for(lambda: service.health().status_code == 200, "the service to be healthy")
+            wait_for(lambda: service.ready().status_code == 200, "the service to be ready")
         yield service
     finally:
         server.should_exit = True

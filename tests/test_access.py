@@ -65,7 +65,8 @@ async def test_view_token_guards_api_images_and_websocket(
     assert httpx.get(url + "api/topics", headers=bearer("wrong")).status_code == 401
     assert httpx.get(url + "api/topics", headers=bearer(VIEW)).status_code == 200
     assert httpx.get(url + "api/topics", headers=bearer(PUBLISH)).status_code == 200
-    assert httpx.get(url + "healthz").status_code == 200  # public, for load balancers
+    for probe in ("healthz", "readyz"):  # public, for orchestrators and load balancers
+        assert httpx.get(url + probe).status_code == 200
 
     page = httpx.get(url)
     assert page.status_code == 303 and page.headers["location"] == "/login"
@@ -231,7 +232,7 @@ async def test_redis_credentials_pass_through(prefix: str) -> None:
             assert response.status_code == 201
         wrong = redis_server.url.replace("redis-pw", "bad-pw")
         with run_service(Settings(redis_url=wrong, prefix=prefix), wait_healthy=False) as service:
-            health = service.health()
+            health = service.ready()
             assert health.status_code == 503
             assert "bad-pw" not in health.text and "***" in health.text
 

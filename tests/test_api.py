@@ -105,10 +105,10 @@ def test_http_publish_rejects_bad_input_with_the_reason(
         assert service.health().status_code == 200  # and the service keeps running
 
 
-def test_healthz_and_openapi(service: RunningService) -> None:
-    health = service.health()
-    assert health.status_code == 200
-    assert health.json()["status"] == "ok"
+def test_healthz_readyz_and_openapi(service: RunningService) -> None:
+    for health in (service.health(), service.ready()):
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
     schema = httpx.get(service.url + "openapi.json").json()
     assert "/api/topics/{topic}/image" in schema["paths"]
     assert "post" in schema["paths"]["/api/topics/{topic}"]

@@ -82,7 +82,7 @@ def test_serve_with_embedded_redis_starts_and_stops_it() -> None:
         server.wait_for_line(rf"viewer at http://127.0.0.1:{port}/")
         redis_url = server.wait_for_line(r"ELOG_REDIS_URL=(redis://\S+)").group(1)
         base = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: http_status(base + "healthz") == 200, "the served service to be healthy")
+        wait_for(lambda: http_status(base + "readyz") == 200, "the served service to be healthy")
         children = psutil.Process(server.process.pid).children(recursive=True)
         embedded = [c for c in children if "server" in c.name()]
         assert len(embedded) == 1, children

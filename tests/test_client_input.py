@@ -266,7 +266,7 @@ def served(settings: Settings) -> Iterator[tuple[str, ServeProcess]]:
     port = free_port()
     with serve(*cli_args(settings, "--port", str(port))) as server:
         base = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: http_status(base + "healthz") == 200, "the service subprocess")
+        wait_for(lambda: http_status(base + "readyz") == 200, "the service subprocess")
         yield base, server
 
 

@@ -2,7 +2,7 @@
 
 Careless writers (wrong types, hand-edited fields, foreign content types, junk on the update
 channel) and unlucky networks (a black-holed subscription, DEL and FLUSHALL without a
-notification) must never stop the feed, never be served, and never leave /healthz green over
+notification) must never stop the feed, never be served, and never leave /readyz green over
 stale data.
 """
 
@@ -176,7 +176,7 @@ async def test_bad_data_is_skipped_counted_and_never_stops_the_feed(
             expected[kind] = expected.get(kind, 0) + 1
         errors = stats(service)["feed_errors"]
         assert {kind: errors.get(kind) for kind in expected} == expected
-        assert service.health().status_code == 200
+        assert service.ready().status_code == 200
 
         for topic in ["string", *BAD_HASHES]:
             for suffix in ("", "/image"):
@@ -283,7 +283,7 @@ async def test_flushall_empties_the_service() -> None:
                 gone = {(await receive(ws, "expired"))["topic"] for _ in range(2)}
                 assert gone == {"one", "two"}
             assert httpx.get(service.url + "api/topics").json() == []
-            assert service.health().status_code == 200
+            assert service.ready().status_code == 200
 
 
 async def test_a_black_holed_subscription_turns_health_red_then_recovers(
@@ -296,7 +296,7 @@ async def test_a_black_holed_subscription_turns_health_red_then_recovers(
                 await receive(ws, "sync")
                 publisher.publish("counter", "e", png("1"))
                 await receive_image(ws, "counter")
-                assert service.health().json()["subscription_proof_age"] < 3.0
+                assert service.ready().json()["subscription_proof_age"] < 3.0
 
                 # As a NAT does to an idle connection: the subscription silently stops.
                 assert proxy.blackhole(lambda head: b"SUBSCRIBE" in head) == 1
@@ -304,13 +304,13 @@ async def test_a_black_holed_subscription_turns_health_red_then_recovers(
                     last = publisher.publish("counter", "e", png(str(n)))
 
                 def red() -> str | None:
-                    response = service.health()
+                    response = service.ready()
                     return response.status_code == 503 and response.json()["reason"]
 
-                reason = await asyncio.to_thread(wait_for, red, "healthz to turn 503")
+                reason = await asyncio.to_thread(wait_for, red, "readyz to turn 503")
                 assert "no proof that the update subscription delivers" in str(reason)
                 await asyncio.to_thread(
-                    wait_for, lambda: service.health().status_code == 200, "healthz back to 200"
+                    wait_for, lambda: service.ready().status_code == 200, "readyz back to 200"
                 )
                 header, data = await receive_image(ws, "counter")
                 assert (header["seq"], data) == (last, png("5"))  # caught up, latest only
@@ -383,7 +383,7 @@ async def test_a_publish_with_no_answer_says_it_may_have_been_stored(settings: S
             assert httpx.post(url, params={"experiment": "e"}, content=png("1")).status_code == 201
             # A connection that made a round trip: the publish below goes out on it. (On a new
             # one, the lost replies would be those of the handshake: 503, nothing sent.)
-            assert service.health().status_code == 200
+            assert service.ready().status_code == 200
             # Redis gets and runs every command, but its replies are lost on the way back.
             with proxy.losing_replies(spare=lambda head: b"SUBSCRIBE" in head):
                 response = httpx.post(url, params={"experiment": "e"}, content=png("2"))
@@ -420,7 +420,7 @@ def test_junk_cannot_flood_the_log_or_grow_the_memory(
     port = free_port()
     with serve(*cli_args(settings, "--port", str(port)), ELOG_RECONCILE_INTERVAL="0.5") as server:
         base = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: http_status(base + "healthz") == 200, "the service subprocess")
+        wait_for(lambda: http_status(base + "readyz") == 200, "the service subprocess")
         service = psutil.Process(server.process.pid)
         baseline = service.memory_info().rss
         junk = raw.pipeline(transaction=False)
@@ -462,7 +462,7 @@ def test_junk_cannot_flood_the_log_or_grow_the_memory(
         ) == (15_000, 15_000, 1)
         grown = service.memory_info().rss - baseline
         assert grown < 64 * 2**20, f"RSS grew {grown >> 20} MiB"
-        assert service.is_running() and http_status(base + "healthz") == 200
+        assert service.is_running() and http_status(base + "readyz") == 200
         warnings = [line for line in server.drain() if line.startswith("WARNING")]
     # At most 10 lines per kind and minute, none longer than a screenful.
     assert 4 <= len(warnings) <= 40, "".join(warnings)
@@ -521,7 +521,7 @@ async def test_a_connection_lost_after_sending_is_an_unknown_outcome_never_resen
         with run_service(through) as service:
             url = f"{service.url}api/topics/hung-up"
             assert httpx.post(url, params={"experiment": "e"}, content=png("1")).status_code == 201
-            assert service.health().status_code == 200  # a pooled connection made a round trip
+            assert service.ready().status_code == 200  # a pooled connection made a round trip
             with proxy.hanging_up(spare=lambda head: b"SUBSCRIBE" in head):
                 response = httpx.post(url, params={"experiment": "e"}, content=png("2"))
             assert response.status_code == 504, response.text
@@ -559,7 +559,7 @@ def test_a_peer_that_is_not_redis_gets_503_everywhere(prefix: str) -> None:
         settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", prefix=prefix)
         with run_service(settings, wait_healthy=False) as service:
             for method, path in [
-                ("GET", "healthz"),
+                ("GET", "readyz"),
                 ("GET", "api/topics/x"),
                 ("GET", "api/topics/x/image"),
                 ("GET", "api/topics/x/history"),
@@ -592,7 +592,7 @@ async def test_a_user_who_may_not_publish_keeps_health_red_and_stores_nothing(
         with run_service(settings, wait_healthy=False) as service:
             # Sampled for a while: it must never pass for healthy.
             for _ in range(20):
-                response = service.health()
+                response = service.ready()
                 assert response.status_code == 503
                 time.sleep(0.1)
             assert "publish" in response.json()["reason"].lower()
@@ -638,7 +638,7 @@ async def test_a_flood_of_announcements_cannot_hold_up_real_updates(
         errors = stats(service)["feed_errors"]
         assert errors["backlog_overflow"] >= 1
         assert errors["invalid_field"] == before["invalid_field"]  # not read again
-        assert service.health().status_code == 200
+        assert service.ready().status_code == 200
 
 
 async def test_unusable_data_is_read_once_however_often_it_is_asked_for(
@@ -688,7 +688,7 @@ def test_a_peer_speaking_resp_but_not_redis_gets_503_or_504(prefix: str) -> None
         threading.Thread(target=serve, daemon=True).start()
         settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", prefix=prefix)
         with run_service(settings, wait_healthy=False) as service:
-            assert service.health().status_code == 503
+            assert service.ready().status_code == 503
             for path in ("api/topics/x", "api/topics/x/image", "api/topics/x/history"):
                 response = httpx.get(service.url + path)
                 assert response.status_code == 503, (path, response.text)

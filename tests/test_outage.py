@@ -27,10 +27,10 @@ async def test_service_survives_a_redis_restart(prefix: str) -> None:
 
                 redis_server.stop()
                 unhealthy = await asyncio.to_thread(
-                    wait_for, lambda: service.health().status_code == 503, "healthz to say 503"
+                    wait_for, lambda: service.ready().status_code == 503, "readyz to say 503"
                 )
                 assert unhealthy
-                reason = service.health().json()["reason"]
+                reason = service.ready().json()["reason"]
                 assert f"cannot reach Redis at {redis_server.url}" in reason
                 with pytest.raises(RedisUnavailableError, match=redis_server.url):
                     await publisher.publish("during", "e", png())
@@ -46,7 +46,7 @@ async def test_service_survives_a_redis_restart(prefix: str) -> None:
                 # Same port, empty data set: the service must reconnect on its own.
                 redis_server = EmbeddedRedis(port=redis_server.port).start()
                 await asyncio.to_thread(
-                    wait_for, lambda: service.health().status_code == 200, "healthz back to 200"
+                    wait_for, lambda: service.ready().status_code == 200, "readyz back to 200"
                 )
                 # The topic from before the outage is gone from Redis: the resync says so.
                 assert await receive(ws, "expired") == {"type": "expired", "topic": "before"}
@@ -82,13 +82,13 @@ def test_service_starts_while_redis_is_down_and_catches_up(prefix: str) -> None:
     redis_server = EmbeddedRedis()  # not started yet
     settings = Settings(redis_url=redis_server.url, prefix=prefix)
     with run_service(settings, wait_healthy=False) as service:
-        response = wait_for(lambda: service.health(), "the service to answer")
+        response = wait_for(lambda: service.ready(), "the service to answer")
         assert response.status_code == 503
         assert "cannot reach Redis" in response.json()["reason"]
         with redis_server:
             with Publisher(redis_server.url, prefix=prefix) as publisher:
                 publisher.publish("late", "e", png("late"))
-            wait_for(lambda: service.health().status_code == 200, "healthz to turn 200")
+            wait_for(lambda: service.ready().status_code == 200, "readyz to turn 200")
             wait_for(
                 lambda: httpx.get(service.url + "api/topics/late").status_code == 200,
                 "the topic published before the service subscribed",

@@ -77,7 +77,7 @@ async def test_a_slow_viewer_gets_only_the_latest_image_per_topic() -> None:
             hub.update(image("a", seq))
         hub.update(image("b", 1))
         assert [await viewer.next(), await viewer.next()] == [image("a", 5), image("b", 1)]
-        assert viewer.dropped == 4 and hub.stats.frames_superseded == 4
+        assert viewer.dropped == 4 and hub.stats.as_dict()["frames_superseded"] == 4
         hub.update(image("a", 5))  # the same image again is not sent twice
         hub.remove("a")
         assert await viewer.next() == Expired("a")

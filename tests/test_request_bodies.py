@@ -94,7 +94,7 @@ def served(settings: Settings) -> Iterator[tuple[str, psutil.Process]]:
     port = free_port()
     with serve(*cli_args(settings, "--port", str(port)), ELOG_BODY_TIMEOUT="60") as server:
         base = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: http_status(base + "healthz") == 200, "the service subprocess")
+        wait_for(lambda: http_status(base + "readyz") == 200, "the service subprocess")
         yield base, psutil.Process(server.process.pid)
 
 
@@ -137,7 +137,7 @@ async def test_stalled_uploads_keep_memory_bounded_and_viewers_served(
                     seq = publisher.publish("normal", "e", png(str(i)))
                     header, _ = await receive_image(viewer, "normal")
                     assert header["seq"] == seq
-                assert http_status(base + "healthz") == 200
+                assert http_status(base + "readyz") == 200
             finally:
                 for sock in sockets:
                     sock.close()

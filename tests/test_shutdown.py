@@ -45,7 +45,7 @@ def served_with_embedded_redis() -> Iterator[tuple[int, str, ServeProcess, psuti
     port = free_port()
     with serve("--port", str(port)) as server:
         redis_url = server.wait_for_line(r"ELOG_REDIS_URL=(redis://\S+)").group(1)
-        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, "the service")
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, "the service")
         children = psutil.Process(server.process.pid).children(recursive=True)
         (embedded,) = [child for child in children if "server" in child.name()]
         try:

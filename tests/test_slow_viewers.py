@@ -75,7 +75,7 @@ def served(settings: Settings, timeout: float) -> Iterator[tuple[int, ServeProce
     port = free_port()
     args = cli_args(settings, "--port", str(port))
     with serve(*args, ELOG_SLOW_VIEWER_TIMEOUT=str(timeout)) as server:
-        url = f"http://127.0.0.1:{port}/healthz"
+        url = f"http://127.0.0.1:{port}/readyz"
         wait_for(lambda: http_status(url) == 200, "the service subprocess")
         yield port, server
 
