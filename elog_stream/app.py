@@ -58,8 +58,9 @@ def create_app(
     """The service as an ASGI app; its lifespan owns the Redis connection and background tasks.
 
     ``settings`` defaults to ``Settings.from_env()``; with no Redis URL an embedded server is
-    started for the app's lifetime. ``demo`` also publishes demo plots. ``root_path`` is the
-    path prefix under which a reverse proxy serves the app (e.g. ``/elog``).
+    started for the app's lifetime, its data kept in ``settings.data_dir`` (local.py).
+    ``demo`` also publishes demo plots. ``root_path`` is the path prefix under which a reverse
+    proxy serves the app (e.g. ``/elog``).
     """
     settings = settings or Settings.from_env()
 

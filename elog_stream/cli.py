@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import Settings
-from .errors import ElogError, SettingsError
+from .errors import AlreadyRunningError, ElogError, SettingsError
+from .local import default_data_dir, find_running
 from .publisher import AsyncPublisher, Publisher
 
 
@@ -39,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
     redis_options = argparse.ArgumentParser(add_help=False)
     redis_options.add_argument(
-        "--redis-url", help="Redis URL (default: $ELOG_REDIS_URL, else redis://localhost:6379/0)"
+        "--redis-url",
+        help="Redis URL (default: $ELOG_REDIS_URL, else that of a running local 'serve' found "
+        "in $ELOG_DATA_DIR or the default data directory, else redis://localhost:6379/0)",
     )
     redis_options.add_argument("--prefix", help="key prefix (default: $ELOG_PREFIX, else elog:)")
 
@@ -48,7 +51,14 @@ def _parser() -> argparse.ArgumentParser:
         parents=[redis_options],
         help="run the service and viewer",
         description="Run the service. With no --redis-url and no $ELOG_REDIS_URL, a private "
-        "Redis-compatible server is started on loopback and stopped on exit.",
+        "Redis-compatible server is started on loopback and stopped on exit; its data is kept "
+        "in the data directory, where this user's publishers find it.",
+    )
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the private server's data directory (default: $ELOG_DATA_DIR, else "
+        f"{default_data_dir()})",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
@@ -84,10 +94,17 @@ def _serve(args: argparse.Namespace) -> None:
     from .server import Server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    settings = Settings.from_env(redis_url=args.redis_url, prefix=args.prefix)
+    settings = Settings.from_env(
+        redis_url=args.redis_url, prefix=args.prefix, data_dir=args.data_dir
+    )
+    if settings.redis_url is None:  # fail before starting anything (the lock decides, later)
+        running = find_running(settings.data_dir, ping=True)
+        if running is not None:
+            raise AlreadyRunningError(settings.data_dir or default_data_dir(), str(running))
     app = create_app(settings, demo=args.demo, root_path=args.root_path.rstrip("/"))
     shown_host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
     print(f"elog-stream: viewer at http://{shown_host}:{args.port}{args.root_path}/", flush=True)
+    # A failed start-up (such as a lock lost in a race with another serve) exits 3 (uvicorn).
     Server(app, args.host, args.port, trusted_proxies=settings.trusted_proxies).run()
 
 

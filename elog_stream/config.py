@@ -51,7 +51,8 @@ _SECRET_FIELDS = frozenset({"view_token", "publish_token"})  # their values are 
 
 
 class Settings(BaseSettings):
-    """Configuration; ``redis_url`` None means "not configured" (the service then embeds one).
+    """Configuration; ``redis_url`` None means "not configured" (the service then embeds one,
+    keeping its data in ``data_dir``, and publishers look for that one; see local.py).
 
     Frozen. The constructor does not read the environment (see the module docstring) and
     raises SettingsError (a ValueError) for invalid values or unknown names. Build settings
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ELOG_", frozen=True, extra="forbid")
 
     redis_url: str | None = None
+    # The embedded server's data, and where publishers look for it; None: the platform default.
+    data_dir: Path | None = Field(None, description="a directory path")
     prefix: str = DEFAULT_PREFIX
     ttl: int = Field(DEFAULT_TTL, gt=0, description="an integer > 0 (seconds)")
     history_length: int = Field(
@@ -116,7 +119,8 @@ class Settings(BaseSettings):
         """Settings from ``ELOG_*`` environment variables; non-None ``overrides`` win.
 
         Lists (``ELOG_ALLOWED_ORIGINS``, ``ELOG_TRUSTED_PROXIES``) are comma-separated; an
-        empty ``ELOG_REDIS_URL`` or token means none. No ``.env`` or secrets files are read.
+        empty ``ELOG_REDIS_URL``, ``ELOG_DATA_DIR`` or token means none. No ``.env`` or secrets
+        files are read.
         Raises SettingsError naming the variable (or argument), the value and what is expected.
         """
         env = EnvSettingsSource(cls)()
@@ -137,12 +141,17 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         return Limits(self.ttl, self.history_length, self.history_bytes)
 
-    @field_validator("redis_url", "view_token", "publish_token", mode="before")
+    @field_validator("redis_url", "data_dir", "view_token", "publish_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         return None if value == "" else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @field_validator("view_token", "publish_token")
     @classmethod

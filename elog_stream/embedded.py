@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -72,10 +73,19 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 class EmbeddedRedis:
-    """A child ``valkey-server``/``redis-server`` on 127.0.0.1, without persistence.
+    """A child ``valkey-server``/``redis-server`` on 127.0.0.1.
 
-    ``start()`` blocks until the server answers PING (or raises RuntimeError with its output);
-    ``stop()`` terminates it and is safe to call twice. Also a context manager.
+    Without ``data_dir`` nothing is persisted (files go to a temporary directory). With it,
+    the data is kept there: an append-only file fsynced every second (at most about a second
+    of publishes lost if the machine fails; a SIGTERM flushes it), no RDB snapshots
+    (``save ""``: the AOF is what a restart loads, and rewrites of it start with an RDB
+    preamble, so snapshots would only write the whole data set again). Its files are private
+    to the user (umask 077). The configuration, password included, goes through the server's
+    stdin, never its command line (which ``ps`` shows to everyone).
+
+    ``start()`` blocks until the server answers PING and has loaded its data (or raises
+    RuntimeError with its output); ``stop()`` terminates it and is safe to call twice. Also a
+    context manager. ``pass_fds`` stay open in the server (a lock held as long as it runs).
 
     On Linux the server also gets SIGTERM when the thread that called ``start()`` ends, so it
     dies with its owner even when that is killed with SIGKILL: call ``start()`` from a thread
@@ -84,11 +94,19 @@ class EmbeddedRedis:
     """
 
     def __init__(
-        self, port: int | None = None, binary: str | None = None, password: str | None = None
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        password: str | None = None,
+        *,
+        data_dir: Path | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.binary = binary or find_server_binary()
         self.port = port or free_port()
         self.password = password
+        self.data_dir = data_dir
+        self.pass_fds = tuple(pass_fds)
         auth = f":{password}@" if password else ""
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -98,30 +116,47 @@ class EmbeddedRedis:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    def _config(self, directory: Path, log_path: Path) -> str:
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "yes" if self.data_dir else "no",
+            "appendfsync": "everysec",
+            "dir": str(directory),
+            "logfile": str(log_path),
+            **({"requirepass": self.password} if self.password else {}),
+        }
+        return "".join(f"{name} {_quote(value)}\n" for name, value in options.items())
+
     def start(self) -> EmbeddedRedis:
         if self._process is not None:
             raise RuntimeError("embedded Redis already started")
-        self._dir = tempfile.TemporaryDirectory(prefix="elog-redis-")
-        log_path = Path(self._dir.name) / "server.log"
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir.name,
-            "--logfile", str(log_path),
-            *(["--requirepass", self.password] if self.password else []),
-        ]  # fmt: skip
+        if self.data_dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="elog-redis-")
+            directory = Path(self._dir.name)
+        else:
+            directory = self.data_dir
+        log_path = directory / "valkey.log"
+        log_path.unlink(missing_ok=True)  # the server appends: keep one run's log only
         # A session of its own: a Ctrl-C meant for the service must not kill Redis under it;
         # the owner stops it after the service has shut down.
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent()
+            [self.binary, "-"],  # "-": the configuration is read from stdin
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,  # its log goes to log_path; config errors to stderr
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+            pass_fds=self.pass_fds,
+            umask=0o077,
         )
+        assert self._process.stdin is not None
+        with contextlib.suppress(BrokenPipeError), self._process.stdin as config:
+            config.write(self._config(directory, log_path).encode())  # exited: reported below
         deadline = time.monotonic() + _START_TIMEOUT
         client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:
-            while not self._answers(client):
+            while not self._answers(client, deadline):
                 if self._process.poll() is not None:
                     output = log_path.read_text() if log_path.exists() else ""
                     self.stop()
@@ -134,13 +169,18 @@ class EmbeddedRedis:
             client.close()
         return self
 
-    def _answers(self, client: redis.Redis) -> bool:
+    def _answers(self, client: redis.Redis, deadline: float) -> bool:
         # Compare pids: another server already listening on the port must not pass for ours.
         assert self._process is not None
         try:
-            return bool(client.info("server")["process_id"] == self._process.pid)
+            info = client.info()
         except redis.ConnectionError:
             return False
+        if info["process_id"] != self._process.pid:
+            return False
+        if info.get("loading"):  # reading its data: answers LOADING to commands until done
+            return False
+        return True
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -160,3 +200,10 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _quote(value: str) -> str:
+    """``value`` as one argument of a Redis configuration line."""
+    if any(ch in value for ch in "\r\n\0"):
+        raise ValueError(f"cannot pass {value!r} to the server: it holds a line break")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -10,6 +10,7 @@ ElogError
  ├── ServiceBusyError                          too many request bodies in flight (503)
  ├── TopicNotFoundError    (also LookupError)  no live image for a topic
  ├── CorruptTopicError                         Redis holds data for a topic that is unusable
+ ├── AlreadyRunningError                       another ``serve`` uses the same data directory
  ├── RedisRefusedError                         Redis answered a command with an error
  └── RedisUnavailableError                     the Redis server cannot be reached
       └── PublishOutcomeUnknownError           a publish was sent but got no answer
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import redis.exceptions
 
@@ -41,6 +43,18 @@ class SettingsError(ElogError, ValueError):
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = tuple(problems)
+
+
+class AlreadyRunningError(ElogError):
+    """Another ``elog-stream serve`` (or its server) uses the same data directory."""
+
+    def __init__(self, data_dir: Path, running: str = "") -> None:
+        at = f" at {running}" if running else ""
+        super().__init__(
+            f"elog-stream serve is already running{at} with data directory {data_dir}; "
+            "stop it, or give another --data-dir"
+        )
+        self.data_dir = data_dir
 
 
 class InvalidNameError(ElogError, ValueError):

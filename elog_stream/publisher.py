@@ -27,6 +27,7 @@ from .errors import (
     redis_errors,
 )
 from .images import image_bytes
+from .local import find_running
 from .protocol import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
@@ -49,7 +50,7 @@ class _Core:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = self.settings.redis_url or DEFAULT_REDIS_URL
+        self.url = self.settings.redis_url or _local_url(self.settings) or DEFAULT_REDIS_URL
         self.shown_url = redact_url(self.url)
         self.client_options = redis_client_options(self.settings.redis_timeout)
 
@@ -78,16 +79,25 @@ class _Core:
         return redis_errors(self.shown_url, topic=topic, write=write)
 
 
+def _local_url(settings: Settings) -> str | None:
+    """The URL of a running local ``elog-stream serve`` (its runtime file), like Jupyter's."""
+    running = find_running(settings.data_dir)
+    return running.url if running else None
+
+
 class Publisher:
     """Publishes images to Redis and reads them back (blocking).
 
-    ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then ``redis://localhost:6379/0``; the other
-    options left None come from ``ELOG_*`` variables, else the defaults (see config.Settings):
-    ``prefix``, ``ttl`` (seconds), ``history_length``, ``history_bytes``, ``max_image_bytes``,
-    ``redis_timeout`` (seconds). Invalid ones raise SettingsError (a ValueError).
-    Nothing connects until the first call. Methods raise RedisUnavailableError when Redis
-    cannot be reached, RedisRefusedError when it answers with an error, CorruptTopicError when
-    the topic's keys hold data elog-stream did not write. Safe to share between threads.
+    ``redis_url`` defaults to ``$ELOG_REDIS_URL``, then to the embedded server of a running
+    ``elog-stream serve`` of this user (found through its runtime file in ``$ELOG_DATA_DIR``,
+    else the default data directory; see local.py), then to ``redis://localhost:6379/0``,
+    decided once, here. The other options left None come from ``ELOG_*`` variables, else the
+    defaults (see config.Settings): ``prefix``, ``ttl`` (seconds), ``history_length``,
+    ``history_bytes``, ``max_image_bytes``, ``redis_timeout`` (seconds). Invalid ones raise
+    SettingsError (a ValueError). Nothing connects until the first call. Methods raise
+    RedisUnavailableError when Redis cannot be reached, RedisRefusedError when it answers with
+    an error, CorruptTopicError when the topic's keys hold data elog-stream did not write.
+    Safe to share between threads.
     """
 
     def __init__(

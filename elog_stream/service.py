@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from .bodies import BodyBudget
 from .config import Settings, redact_url
-from .embedded import EmbeddedRedis
 from .feed import Feed
 from .hub import Hub
+from .local import RUNTIME_FILE, LocalRedis
 from .ratelimit import RateLimiter
 from .stats import Stats
 from .store import TopicStore
@@ -42,7 +42,8 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
 
     Its TaskGroup owns the Feed (and the demo) task: they are cancelled and awaited on exit.
     With no ``settings.redis_url`` a private server is started and stopped here, so it is
-    stopped even when the process exits by a re-raised signal.
+    stopped even when the process exits by a re-raised signal; its data is kept in
+    ``settings.data_dir`` (local.py). Raises AlreadyRunningError if another service uses it.
     """
     async with contextlib.AsyncExitStack() as stack:
         redis_url = settings.redis_url
@@ -51,10 +52,15 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             # a pool thread (asyncio.to_thread): on Linux the server dies with the thread that
             # started it (embedded.py), so even a SIGKILLed service leaves no server behind.
             # This blocks the loop only during start-up, before anything is served.
-            embedded = EmbeddedRedis().start()
-            stack.callback(embedded.stop)
-            redis_url = embedded.url
-            print(f"elog-stream: embedded Redis running; publish with ELOG_REDIS_URL={redis_url}")
+            local = LocalRedis(settings.data_dir).start()
+            stack.callback(local.stop)
+            redis_url = local.url
+            print(
+                f"elog-stream: embedded Redis at {redact_url(redis_url)}, data in "
+                f"{local.data_dir}; publishers of this user find it there "
+                f"(others need ELOG_REDIS_URL: the url in {RUNTIME_FILE})",
+                flush=True,
+            )
         stats = Stats()
         store = TopicStore(redis_url, settings, stats)
         stack.push_async_callback(store.aclose)

@@ -28,11 +28,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_elog_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Publishers read ``ELOG_*`` variables: a test sees only those it sets itself."""
+def _no_elog_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Publishers read ``ELOG_*`` variables: a test sees only those it sets itself.
+
+    Nor do they look for a running ``serve`` in the user's data directory (local.py).
+    """
     for name in list(os.environ):
         if name.startswith("ELOG_") and not name.startswith("ELOG_TEST_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
 
 
 @pytest.fixture(scope="session")

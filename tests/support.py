@@ -12,11 +12,13 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from elog_stream import Publisher
 from elog_stream.app import create_app
 from elog_stream.config import Settings
+from elog_stream.local import find_running
 from elog_stream.server import Server
 
 DEADLINE = 15.0
@@ -160,6 +163,8 @@ class ServeProcess:
     """A running ``elog-stream serve`` subprocess whose output lines can be waited for."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        given = args.index("--data-dir") + 1 if "--data-dir" in args else 0
+        self.data_dir = Path(args[given] if given else env["ELOG_DATA_DIR"])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "elog_stream", "serve", *args],
             stdout=subprocess.PIPE,
@@ -185,6 +190,13 @@ class ServeProcess:
             except queue.Empty:
                 return self.output
 
+    def embedded_url(self) -> str:
+        """The URL of its embedded server, with the password, once it runs (runtime file)."""
+        self.wait_for_line("embedded Redis at")
+        running = find_running(self.data_dir)
+        assert running is not None and running.pid == self.process.pid, running
+        return running.url
+
     def wait_for_line(self, pattern: str) -> re.Match[str]:
         while True:
             try:
@@ -199,9 +211,20 @@ class ServeProcess:
 
 @contextmanager
 def serve(*args: str, **env_overrides: str) -> Iterator[ServeProcess]:
-    """``elog-stream serve ARGS`` in a subprocess, without the caller's ELOG_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELOG_")}
-    server = ServeProcess(list(args), {**env, **env_overrides})
+    """``elog-stream serve ARGS`` in a subprocess, without the caller's ELOG_* variables.
+
+    Its data directory is a new temporary one unless ``ELOG_DATA_DIR`` (or ``--data-dir``) is
+    given: never the user's.
+    """
+    with tempfile.TemporaryDirectory(prefix="elog-data-", ignore_cleanup_errors=True) as data:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ELOG_")}
+        env.update(ELOG_DATA_DIR=data, XDG_DATA_HOME=data)
+        with _serving(ServeProcess(list(args), {**env, **env_overrides})) as server:
+            yield server
+
+
+@contextmanager
+def _serving(server: ServeProcess) -> Iterator[ServeProcess]:
     try:
         yield server
     finally:

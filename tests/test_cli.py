@@ -80,7 +80,7 @@ def test_serve_with_embedded_redis_starts_and_stops_it() -> None:
     port = free_port()
     with serve("--port", str(port)) as server:
         server.wait_for_line(rf"viewer at http://127.0.0.1:{port}/")
-        redis_url = server.wait_for_line(r"ELOG_REDIS_URL=(redis://\S+)").group(1)
+        redis_url = server.embedded_url()
         base = f"http://127.0.0.1:{port}/"
         wait_for(lambda: http_status(base + "readyz") == 200, "the served service to be healthy")
         children = psutil.Process(server.process.pid).children(recursive=True)
@@ -107,7 +107,7 @@ def test_serve_with_redis_url_uses_that_server(settings: Settings, publisher: Pu
         wait_for(lambda: http_status(base + "api/topics/external") == 200, "the existing topic")
         children = psutil.Process(server.process.pid).children(recursive=True)
         assert not [c for c in children if "server" in c.name()]
-        assert not any("ELOG_REDIS_URL" in line for line in server.output)
+        assert not any("embedded Redis" in line for line in server.output)
         server.process.send_signal(signal.SIGINT)  # Ctrl-C: a graceful stop, exit status 130
         server.wait_for_line("Application shutdown complete")
         assert server.process.wait(DEADLINE) == 130

@@ -44,7 +44,7 @@ def served_with_embedded_redis() -> Iterator[tuple[int, str, ServeProcess, psuti
     """``serve`` with its own valkey: (port, Redis URL, the process, the valkey child)."""
     port = free_port()
     with serve("--port", str(port)) as server:
-        redis_url = server.wait_for_line(r"ELOG_REDIS_URL=(redis://\S+)").group(1)
+        redis_url = server.embedded_url()
         wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, "the service")
         children = psutil.Process(server.process.pid).children(recursive=True)
         (embedded,) = [child for child in children if "server" in child.name()]
