@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -84,11 +84,16 @@ class EmbeddedRedis:
     """
 
     def __init__(
-        self, port: int | None = None, binary: str | None = None, password: str | None = None
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        password: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_server_binary()
         self.port = port or free_port()
         self.password = password
+        self.extra_args = tuple(extra_args)
         auth = f":{password}@" if password else ""
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -112,6 +117,7 @@ class EmbeddedRedis:
             "--dir", self._dir.name,
             "--logfile", str(log_path),
             *(["--requirepass", self.password] if self.password else []),
+            *self.extra_args,
         ]  # fmt: skip
         # A session of its own: a Ctrl-C meant for the service must not kill Redis under it;
         # the owner stops it after the service has shut down.
@@ -160,3 +166,71 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class EmbeddedCluster:
+    """A private Redis Cluster of ``masters`` nodes on 127.0.0.1 (no replicas), for tests.
+
+    ``start()`` blocks until every node reports ``cluster_state:ok``; ``urls`` are the nodes'.
+    Ports stay at or below 55535 (each node's cluster bus listens on port + 10000).
+    """
+
+    def __init__(self, masters: int = 3, binary: str | None = None) -> None:
+        self.binary = binary or find_server_binary()
+        self.nodes: list[EmbeddedRedis] = []
+        self._masters = masters
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self) -> EmbeddedCluster:
+        try:
+            for _ in range(self._masters):
+                # nodes.conf lands in the node's own temporary --dir
+                args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "2000")  # fmt: skip
+                node = EmbeddedRedis(_cluster_port(), self.binary, extra_args=args)
+                self.nodes.append(node.start())
+            clients = [redis.Redis(port=node.port, socket_timeout=5) for node in self.nodes]
+            try:
+                slots = 16384
+                for index, client in enumerate(clients):
+                    first = slots * index // len(clients)
+                    last = slots * (index + 1) // len(clients)
+                    client.execute_command("CLUSTER ADDSLOTSRANGE", first, last - 1)
+                    client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)
+                deadline = time.monotonic() + _START_TIMEOUT * 3
+                while not all(_cluster_ok(client, len(clients)) for client in clients):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the cluster did not reach cluster_state:ok")
+                    time.sleep(0.05)
+            finally:
+                for client in clients:
+                    client.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _cluster_port() -> int:
+    while True:
+        port = free_port()
+        if port <= 55535:  # the cluster bus is port + 10000
+            return port
+
+
+def _cluster_ok(client: redis.Redis, nodes: int) -> bool:
+    info = client.execute_command("CLUSTER INFO")  # parsed by redis-py into a dict
+    return bool(info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == nodes)
