@@ -34,19 +34,23 @@ SyncConnection = redis.connection.AbstractConnection
 MAX_REDIRECTS = 5
 
 
-async def open_async(url: str, timeout: float) -> AsyncClient:
-    """A client for the server or cluster at ``url``. Raises redis-py errors when unreachable."""
-    plain = redis.asyncio.Redis.from_url(url, **redis_client_options(timeout))
+def plain_async(url: str, timeout: float) -> redis.asyncio.Redis:
+    """A client for one server; connects on first use."""
+    return redis.asyncio.Redis.from_url(url, **redis_client_options(timeout))
+
+
+async def open_async(plain: redis.asyncio.Redis, url: str, timeout: float) -> AsyncClient:
+    """``plain`` (a client for ``url``) or, when ``url`` is a cluster node, a cluster client.
+
+    ``plain`` stays the caller's to close unless it is replaced. Raises redis-py errors when
+    the node cannot be reached.
+    """
     try:
         clustered = _cluster_enabled(await plain.info("cluster"))
     except ResponseError:  # INFO refused (ACL) or unknown: a plain server as far as we can tell
         clustered = False
-    except BaseException:
-        await plain.aclose()
-        raise
     if not clustered:
         return plain
-    await plain.aclose()
     options = {**redis_client_options(timeout), "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
     client = redis.asyncio.cluster.RedisCluster.from_url(url, **options)
     try:
@@ -54,24 +58,27 @@ async def open_async(url: str, timeout: float) -> AsyncClient:
     except BaseException:
         await client.aclose()
         raise
+    await plain.aclose()
     return client
 
 
-def open_sync(url: str, timeout: float) -> SyncClient:
+def plain_sync(url: str, timeout: float) -> redis.Redis:
+    """The blocking twin of ``plain_async``."""
+    return redis.Redis.from_url(url, **redis_client_options(timeout))
+
+
+def open_sync(plain: redis.Redis, url: str, timeout: float) -> SyncClient:
     """The blocking twin of ``open_async``."""
-    plain = redis.Redis.from_url(url, **redis_client_options(timeout))
     try:
         clustered = _cluster_enabled(plain.info("cluster"))
     except ResponseError:
         clustered = False
-    except BaseException:
-        plain.close()
-        raise
     if not clustered:
         return plain
-    plain.close()
     options = {**redis_client_options(timeout), "retry": redis.retry.Retry(NoBackoff(), 0)}
-    return redis.cluster.RedisCluster.from_url(url, **options)
+    client = redis.cluster.RedisCluster.from_url(url, **options)
+    plain.close()
+    return client
 
 
 def _cluster_enabled(info: Any) -> bool:

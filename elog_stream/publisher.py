@@ -18,7 +18,7 @@ from redis.commands.core import Script
 from redis.exceptions import AskError, NoScriptError
 
 from .config import DEFAULT_REDIS_URL, Settings, redact_url
-from .connections import MAX_REDIRECTS, Redirect, SyncClient, checkout_sync, open_sync
+from .connections import MAX_REDIRECTS, Redirect, SyncClient, checkout_sync, open_sync, plain_sync
 from .errors import (
     CorruptTopicError,
     ElogError,
@@ -109,6 +109,7 @@ class Publisher:
             redis_timeout=redis_timeout,
         )  # fmt: skip
         self._core = _Core(settings)
+        self._plain = plain_sync(self._core.url, settings.redis_timeout)
         self._client: SyncClient | None = None
         self._read_script: Script | None = None
         self._opening = threading.Lock()
@@ -127,7 +128,7 @@ class Publisher:
             with self._opening:
                 if self._client is None:
                     with self._core.errors():
-                        client = open_sync(self._core.url, self.settings.redis_timeout)
+                        client = open_sync(self._plain, self._core.url, self.settings.redis_timeout)
                     self._read_script = client.register_script(READ_SCRIPT)
                     self._client = client
         return self._client
@@ -183,8 +184,9 @@ class Publisher:
         return sorted(found, key=lambda image: image.topic)
 
     def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._client is not self._plain:
             self._client.close()
+        self._plain.close()
 
     def __enter__(self) -> Publisher:
         return self

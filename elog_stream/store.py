@@ -27,6 +27,7 @@ from .connections import (
     Redirect,
     checkout,
     open_async,
+    plain_async,
     subscription_nodes,
 )
 from .errors import CorruptTopicError, RedisRefusedError, RedisUnavailableError, redis_errors
@@ -87,6 +88,7 @@ class TopicStore:
         self._stats = stats or Stats()
         self._problems = ThrottledLog(log)
         self._full_url = url
+        self._plain = plain_async(url, settings.redis_timeout)  # until a cluster is detected
         self._client: AsyncClient | None = None
         self._read: AsyncScript | None = None
         self._opening = asyncio.Lock()
@@ -104,7 +106,7 @@ class TopicStore:
             async with self._opening:
                 if self._client is None:
                     with self._errors():
-                        client = await open_async(self._full_url, self._timeout)
+                        client = await open_async(self._plain, self._full_url, self._timeout)
                     self._read = client.register_script(READ_SCRIPT)
                     self._client = client
         return self._client
@@ -303,8 +305,9 @@ class TopicStore:
             await pubsub.aclose()
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._client is not self._plain:
             await self._client.aclose()
+        await self._plain.aclose()
 
     async def _script(self, call: ScriptCall, topic: str) -> Any:
         await self._redis()
