@@ -11,6 +11,7 @@ but with nothing sent, which is how a publish tells "not sent" from "sent, no an
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -32,6 +33,9 @@ SyncConnection = redis.connection.AbstractConnection
 
 # Redirections a publish follows (MOVED, ASK) before giving up: none of them ran the script.
 MAX_REDIRECTS = 5
+# Cluster clients that could not connect to a node: the next publish re-reads the slot layout
+# first (after a failover the slot has a new master), as redis-py does for its own commands.
+_stale: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def plain_async(url: str, timeout: float) -> redis.asyncio.Redis:
@@ -108,11 +112,12 @@ async def checkout(
         finally:
             await pool.release(connection)  # redis-py has disconnected it on any error
         return
+    if client in _stale or (redirect is not None and not redirect.asking):
+        _stale.discard(client)
+        await client.nodes_manager.initialize()  # a node failed, or the slot moved
     if redirect is None:
         node = client.get_node_from_key(key)
     else:
-        if not redirect.asking:
-            await client.nodes_manager.initialize()  # the slot moved: learn the new layout
         node = client.get_node(host=redirect.host, port=redirect.port) or (
             client.get_node_from_key(key)
         )
@@ -120,7 +125,11 @@ async def checkout(
         raise redis.exceptions.ClusterDownError(f"no node serves the slot of {key}")
     connection = node.acquire_connection()
     try:
-        await connection.connect()
+        try:
+            await connection.connect()
+        except redis.exceptions.RedisError:
+            _stale.add(client)
+            raise
         if redirect is not None and redirect.asking:
             await connection.send_command("ASKING")
             await connection.read_response()
@@ -135,11 +144,12 @@ def checkout_sync(
 ) -> Iterator[SyncConnection]:
     """The blocking twin of ``checkout``."""
     if isinstance(client, redis.cluster.RedisCluster):
+        if client in _stale or (redirect is not None and not redirect.asking):
+            _stale.discard(client)
+            client.nodes_manager.initialize()
         if redirect is None:
             node = client.get_node_from_key(key)
         else:
-            if not redirect.asking:
-                client.nodes_manager.initialize()
             node = client.get_node(host=redirect.host, port=redirect.port) or (
                 client.get_node_from_key(key)
             )
@@ -149,7 +159,12 @@ def checkout_sync(
     else:
         node_client = client
     pool = node_client.connection_pool
-    connection = pool.get_connection()
+    try:
+        connection = pool.get_connection()
+    except redis.exceptions.RedisError:
+        if isinstance(client, redis.cluster.RedisCluster):
+            _stale.add(client)
+        raise
     try:
         if redirect is not None and redirect.asking:
             connection.send_command("ASKING")
