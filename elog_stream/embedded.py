@@ -101,12 +101,14 @@ class EmbeddedRedis:
         *,
         data_dir: Path | None = None,
         pass_fds: Sequence[int] = (),
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_server_binary()
         self.port = port or free_port()
         self.password = password
         self.data_dir = data_dir
         self.pass_fds = tuple(pass_fds)
+        self.extra_args = tuple(extra_args)
         auth = f":{password}@" if password else ""
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -142,7 +144,7 @@ class EmbeddedRedis:
         # A session of its own: a Ctrl-C meant for the service must not kill Redis under it;
         # the owner stops it after the service has shut down.
         self._process = subprocess.Popen(
-            [self.binary, "-"],  # "-": the configuration is read from stdin
+            [self.binary, "-", *self.extra_args],  # "-": the configuration comes from stdin
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,  # its log goes to log_path; config errors to stderr
             start_new_session=True,
@@ -207,3 +209,71 @@ def _quote(value: str) -> str:
     if any(ch in value for ch in "\r\n\0"):
         raise ValueError(f"cannot pass {value!r} to the server: it holds a line break")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class EmbeddedCluster:
+    """A private Redis Cluster of ``masters`` nodes on 127.0.0.1 (no replicas), for tests.
+
+    ``start()`` blocks until every node reports ``cluster_state:ok``; ``urls`` are the nodes'.
+    Ports stay at or below 55535 (each node's cluster bus listens on port + 10000).
+    """
+
+    def __init__(self, masters: int = 3, binary: str | None = None) -> None:
+        self.binary = binary or find_server_binary()
+        self.nodes: list[EmbeddedRedis] = []
+        self._masters = masters
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self) -> EmbeddedCluster:
+        try:
+            for _ in range(self._masters):
+                # nodes.conf lands in the node's own temporary --dir
+                args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "2000")  # fmt: skip
+                node = EmbeddedRedis(_cluster_port(), self.binary, extra_args=args)
+                self.nodes.append(node.start())
+            clients = [redis.Redis(port=node.port, socket_timeout=5) for node in self.nodes]
+            try:
+                slots = 16384
+                for index, client in enumerate(clients):
+                    first = slots * index // len(clients)
+                    last = slots * (index + 1) // len(clients)
+                    client.execute_command("CLUSTER ADDSLOTSRANGE", first, last - 1)
+                    client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)
+                deadline = time.monotonic() + _START_TIMEOUT * 3
+                while not all(_cluster_ok(client, len(clients)) for client in clients):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the cluster did not reach cluster_state:ok")
+                    time.sleep(0.05)
+            finally:
+                for client in clients:
+                    client.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _cluster_port() -> int:
+    while True:
+        port = free_port()
+        if port <= 55535:  # the cluster bus is port + 10000
+            return port
+
+
+def _cluster_ok(client: redis.Redis, nodes: int) -> bool:
+    info = client.execute_command("CLUSTER INFO")  # parsed by redis-py into a dict
+    return bool(info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == nodes)

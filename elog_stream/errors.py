@@ -152,11 +152,18 @@ def redis_errors(url: str, *, topic: str = "", write: bool = False) -> Iterator[
 
     ``url`` must already be redacted. ``write`` says that the block sends a write on a
     connection that is already established: if that connection then fails or stays silent,
-    the server may have run the write, so PublishOutcomeUnknownError.
+    the server may have run the write, so PublishOutcomeUnknownError. Cluster errors that
+    say nothing was run (CLUSTERDOWN, no node for the slot, no reachable node) are
+    RedisUnavailableError; redirections (MOVED, ASK, TRYAGAIN) that reach here are
+    RedisRefusedError.
     """
     try:
         yield
         _reraise_lost_cancellation()
+    except redis.exceptions.ClusterDownError as exc:  # CLUSTERDOWN, MASTERDOWN: nothing was run
+        raise RedisUnavailableError(url, str(exc)[:500] or "the cluster is down") from exc
+    except redis.exceptions.RedisClusterException as exc:  # not a RedisError: no node, no slot
+        raise RedisUnavailableError(url, str(exc)[:500] or type(exc).__name__) from exc
     except redis.exceptions.ResponseError as exc:
         message = str(exc)
         if message.startswith(DATA_ERROR_PREFIX):

@@ -14,14 +14,16 @@ import time
 from collections import Counter
 from typing import Any
 
-import redis
-from redis.exceptions import NoScriptError
+from redis.commands.core import Script
+from redis.exceptions import AskError, NoScriptError
 
-from .config import DEFAULT_REDIS_URL, Settings, redact_url, redis_client_options
+from .config import DEFAULT_REDIS_URL, Settings, redact_url
+from .connections import MAX_REDIRECTS, Redirect, SyncClient, checkout_sync, open_sync, plain_sync
 from .errors import (
     CorruptTopicError,
     ElogError,
     PublishOutcomeUnknownError,
+    RedisRefusedError,
     RedisUnavailableError,
     TopicNotFoundError,
     redis_errors,
@@ -52,7 +54,6 @@ class _Core:
         self.settings = settings
         self.url = self.settings.redis_url or _local_url(self.settings) or DEFAULT_REDIS_URL
         self.shown_url = redact_url(self.url)
-        self.client_options = redis_client_options(self.settings.redis_timeout)
 
     def publish_call(
         self, topic: str, experiment: str, data: bytes, description: str
@@ -97,7 +98,8 @@ class Publisher:
     SettingsError (a ValueError). Nothing connects until the first call. Methods raise
     RedisUnavailableError when Redis cannot be reached, RedisRefusedError when it answers with
     an error, CorruptTopicError when the topic's keys hold data elog-stream did not write.
-    Safe to share between threads.
+    ``redis_url`` may name one server or any node of a Redis Cluster: the first call finds out
+    which. Safe to share between threads.
     """
 
     def __init__(
@@ -117,17 +119,29 @@ class Publisher:
             redis_timeout=redis_timeout,
         )  # fmt: skip
         self._core = _Core(settings)
-        self._redis = redis.Redis.from_url(self._core.url, **self._core.client_options)
-        self._read_script = self._redis.register_script(READ_SCRIPT)
+        self._plain = plain_sync(self._core.url, settings.redis_timeout)
+        self._client: SyncClient | None = None
+        self._read_script: Script | None = None
+        self._opening = threading.Lock()
 
     @property
     def settings(self) -> Settings:
         return self._core.settings
 
     @property
-    def redis(self) -> redis.Redis:
-        """The underlying redis-py client, owned by this publisher."""
-        return self._redis
+    def redis(self) -> SyncClient:
+        """The underlying redis-py client (a RedisCluster on a cluster), owned by this publisher.
+
+        Connects on first use; raises RedisUnavailableError when Redis cannot be reached.
+        """
+        if self._client is None:
+            with self._opening:
+                if self._client is None:
+                    with self._core.errors():
+                        client = open_sync(self._plain, self._core.url, self.settings.redis_timeout)
+                    self._read_script = client.register_script(READ_SCRIPT)
+                    self._client = client
+        return self._client
 
     def publish(self, topic: str, experiment: str, image: Any, description: str = "") -> int:
         """Store ``image`` as the topic's current image and notify viewers; return its seq.
@@ -137,32 +151,41 @@ class Publisher:
         PublishOutcomeUnknownError when Redis got the publish but did not answer in time.
         """
         call = self._core.publish_call(topic, experiment, image_bytes(image), description)
-        pool = self._redis.connection_pool
-        with self._core.errors(topic):
-            connection = pool.get_connection()  # connected: nothing is sent yet
-        try:
-            with self._core.errors(topic, write=True):
-                try:
-                    connection.send_command(*call.command(PUBLISH_SCRIPT))
-                    return seq_reply(connection.read_response())
-                except NoScriptError:  # the first publish to this server
-                    connection.send_command(*call.command(PUBLISH_SCRIPT, by_sha=False))
-                    return seq_reply(connection.read_response())
-        finally:
-            pool.release(connection)  # redis-py has disconnected it on any error
+        client = self.redis
+        redirect: Redirect | None = None
+        for _ in range(MAX_REDIRECTS):
+            with contextlib.ExitStack() as stack:
+                with self._core.errors(topic):  # connected: nothing is sent yet
+                    connection = stack.enter_context(checkout_sync(client, call.keys[0], redirect))
+                with self._core.errors(topic, write=True):
+                    try:
+                        try:
+                            connection.send_command(*call.command(PUBLISH_SCRIPT))
+                            return seq_reply(connection.read_response())
+                        except NoScriptError:  # the first publish to this server
+                            connection.send_command(*call.command(PUBLISH_SCRIPT, by_sha=False))
+                            return seq_reply(connection.read_response())
+                    except AskError as exc:  # MOVED or ASK: not run; send it where it belongs
+                        redirect = Redirect(exc)
+        raise RedisRefusedError(self._core.shown_url, f"{MAX_REDIRECTS} redirections in a row")
 
     def grab(self, topic: str) -> TopicImage:
         """The current image of ``topic``; raises TopicNotFoundError if there is none."""
         call = self._core.read_call(topic)
+        self.redis  # noqa: B018 (connects, and registers the script)
+        script = self._read_script
+        if script is None:
+            raise RuntimeError("unreachable: the read script is registered on connecting")
         with self._core.errors(topic):
-            return self._core.read(topic, self._read_script(keys=call.keys, args=call.args))
+            return self._core.read(topic, script(keys=call.keys, args=call.args))
 
     def topics(self) -> list[TopicImage]:
         """The current image of every live topic, sorted by topic name (unusable ones skipped)."""
         keys = self.settings.keys
         with self._core.errors():
+            # On a cluster redis-py scans every master in turn.
             names = list(
-                self._redis.scan_iter(match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash")
+                self.redis.scan_iter(match=keys.topic_pattern, count=_SCAN_BATCH, _type="hash")
             )
         found = []
         for key in names:
@@ -171,7 +194,9 @@ class Publisher:
         return sorted(found, key=lambda image: image.topic)
 
     def close(self) -> None:
-        self._redis.close()
+        if self._client is not None and self._client is not self._plain:
+            self._client.close()
+        self._plain.close()
 
     def __enter__(self) -> Publisher:
         return self

@@ -9,6 +9,7 @@ and logged at most once per topic per minute.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -16,10 +17,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
 import redis.asyncio
-from redis.exceptions import NoScriptError
+from redis.commands.core import AsyncScript
+from redis.exceptions import AskError, NoScriptError
 
-from .config import Settings, redact_url, redis_client_options
-from .errors import CorruptTopicError, RedisUnavailableError, redis_errors
+from .config import Settings, redact_url
+from .connections import (
+    MAX_REDIRECTS,
+    AsyncClient,
+    Redirect,
+    checkout,
+    open_async,
+    plain_async,
+    subscription_nodes,
+)
+from .errors import CorruptTopicError, RedisRefusedError, RedisUnavailableError, redis_errors
 from .protocol import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
@@ -62,8 +73,10 @@ Version = tuple[int, str] | None
 class TopicStore:
     """Reads, writes and subscribes to the topics of docs/protocol.md in one Redis.
 
-    Nothing connects until the first call. Every method raises RedisUnavailableError when
-    Redis cannot be reached and RedisRefusedError when it answers with an error.
+    ``url`` may name one server or any node of a Redis Cluster: the first call finds out
+    which (connections.py). Nothing connects until the first call. Every method raises
+    RedisUnavailableError when Redis cannot be reached and RedisRefusedError when it answers
+    with an error.
     """
 
     def __init__(self, url: str, settings: Settings, stats: Stats | None = None) -> None:
@@ -74,10 +87,29 @@ class TopicStore:
         self._timeout = settings.redis_timeout
         self._stats = stats or Stats()
         self._problems = ThrottledLog(log)
-        self._client = redis.asyncio.Redis.from_url(
-            url, **redis_client_options(settings.redis_timeout)
-        )
-        self._read = self._client.register_script(READ_SCRIPT)
+        self._full_url = url
+        self._plain = plain_async(url, settings.redis_timeout)  # until a cluster is detected
+        self._client: AsyncClient | None = None
+        self._read: AsyncScript | None = None
+        self._opening = asyncio.Lock()
+        self._subscriptions = 0  # which cluster node the next subscription tries first
+
+    @property
+    def clustered(self) -> bool | None:
+        """Whether Redis is a cluster; None until the first call has found out."""
+        if self._client is None:
+            return None
+        return isinstance(self._client, redis.asyncio.cluster.RedisCluster)
+
+    async def _redis(self) -> AsyncClient:
+        if self._client is None:
+            async with self._opening:
+                if self._client is None:
+                    with self._errors():
+                        client = await open_async(self._plain, self._full_url, self._timeout)
+                    self._read = client.register_script(READ_SCRIPT)
+                    self._client = client
+        return self._client
 
     async def publish(
         self, topic: str, experiment: str, data: bytes, description: str = ""
@@ -102,19 +134,27 @@ class TopicStore:
         Raises RedisUnavailableError when no connection could be made (nothing was sent), and
         PublishOutcomeUnknownError when the connection failed after sending.
         """
-        pool = self._client.connection_pool
-        with self._errors(call.topic):
-            connection = await pool.get_connection()  # connected: nothing is sent yet
-        try:
-            with self._errors(call.topic, write=True):
-                try:
-                    await connection.send_command(*call.command(PUBLISH_SCRIPT))
-                    return seq_reply(await connection.read_response())
-                except NoScriptError:  # the first publish to this server
-                    await connection.send_command(*call.command(PUBLISH_SCRIPT, by_sha=False))
-                    return seq_reply(await connection.read_response())
-        finally:
-            await pool.release(connection)  # redis-py has disconnected it on any error
+        client = await self._redis()
+        redirect: Redirect | None = None
+        for _ in range(MAX_REDIRECTS):
+            async with contextlib.AsyncExitStack() as stack:
+                with self._errors(call.topic):  # connected: nothing is sent yet
+                    connection = await stack.enter_async_context(
+                        checkout(client, call.keys[0], redirect)
+                    )
+                with self._errors(call.topic, write=True):
+                    try:
+                        try:
+                            await connection.send_command(*call.command(PUBLISH_SCRIPT))
+                            return seq_reply(await connection.read_response())
+                        except NoScriptError:  # the first publish to this server
+                            await connection.send_command(
+                                *call.command(PUBLISH_SCRIPT, by_sha=False)
+                            )
+                            return seq_reply(await connection.read_response())
+                    except AskError as exc:  # MOVED or ASK: not run; send it where it belongs
+                        redirect = Redirect(exc)
+        raise RedisRefusedError(self.url, f"{MAX_REDIRECTS} cluster redirections in a row")
 
     async def read(self, topic: str) -> TopicImage | None:
         """The current image of a valid topic name; None when it has none.
@@ -134,9 +174,11 @@ class TopicStore:
         """
         found: dict[str, Version] = {}
         batch: list[str] = []
+        client = await self._redis()
         with self._errors():
-            await self._client.script_load(READ_SCRIPT)  # the batches below use EVALSHA
-            async for key in self._client.scan_iter(
+            await client.script_load(READ_SCRIPT)  # the batches below use EVALSHA (every master)
+            # On a cluster redis-py scans every master in turn.
+            async for key in client.scan_iter(
                 match=self._keys.topic_pattern, count=_SCAN_BATCH, _type="hash"
             ):
                 try:
@@ -151,7 +193,8 @@ class TopicStore:
         return found
 
     async def _versions(self, topics: list[str]) -> dict[str, Version]:
-        async with self._client.pipeline(transaction=False) as pipe:
+        client = await self._redis()
+        async with client.pipeline(transaction=False) as pipe:
             for topic in topics:
                 call = read_call(self._keys.topic(topic), ("seq", "digest"), _VERSION_BYTES)
                 pipe.execute_command(*call.command(READ_SCRIPT))
@@ -203,21 +246,51 @@ class TopicStore:
             return parse_history_image(topic, seq, reply, self._max_image_bytes)
 
     async def ping(self) -> None:
+        client = await self._redis()
         with self._errors():
-            await self._client.ping()
+            await client.ping()
 
     async def keepalive(self, token: str) -> None:
         """Publish a Keepalive on the update channel; subscribers ignore other services' ones."""
+        client = await self._redis()
         with self._errors():
-            await self._client.publish(self._keys.channel, encode_keepalive(token))
+            await client.publish(self._keys.channel, encode_keepalive(token))
 
     @contextlib.asynccontextmanager
     async def subscription(self) -> AsyncIterator[Subscription]:
         """Subscribe to the update channel; yields once Redis has confirmed it.
 
-        The connection is closed on exit, also on error or cancellation.
+        On a cluster the subscription is a classic one on one node (PUBLISH reaches every
+        node); each call starts with another node and takes the first that confirms, so a
+        dead node is skipped. The connection is closed on exit, also on error or cancellation.
         """
-        pubsub = self._client.pubsub()
+        client = await self._redis()
+        nodes = subscription_nodes(client, self._subscriptions)
+        self._subscriptions += 1
+        if not nodes:
+            async with self._subscribed(client.pubsub()) as subscription:
+                yield subscription
+            return
+        with self._errors():
+            await client.nodes_manager.initialize()  # type: ignore[union-attr]
+        for index, node in enumerate(nodes):
+            stack = contextlib.AsyncExitStack()
+            try:
+                subscription = await stack.enter_async_context(
+                    self._subscribed(client.pubsub(node=node))
+                )
+            except RedisUnavailableError as exc:
+                await stack.aclose()
+                if index == len(nodes) - 1:
+                    raise
+                log.warning("cannot subscribe on cluster node %s: %s", node.name, exc.reason)
+                continue
+            async with stack:
+                yield subscription
+            return
+
+    @contextlib.asynccontextmanager
+    async def _subscribed(self, pubsub: redis.asyncio.client.PubSub) -> AsyncIterator[Subscription]:
         try:
             with self._errors():
                 await pubsub.subscribe(self._keys.channel)
@@ -232,9 +305,13 @@ class TopicStore:
             await pubsub.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None and self._client is not self._plain:
+            await self._client.aclose()
+        await self._plain.aclose()
 
     async def _script(self, call: ScriptCall, topic: str) -> Any:
+        await self._redis()
+        assert self._read is not None
         with self._errors(topic):
             return await self._read(keys=call.keys, args=call.args)
 

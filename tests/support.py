@@ -241,3 +241,36 @@ def http_status(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.TransportError:
         return 0
+
+
+@dataclass
+class Replica:
+    """One ``elog-stream serve`` process of a group sharing one Redis (or cluster)."""
+
+    url: str  # ends with "/"
+    process: ServeProcess
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url.removeprefix("http") + "ws"
+
+
+@contextmanager
+def replicas(redis_urls: list[str], prefix: str, **env: str) -> Iterator[list[Replica]]:
+    """One ``elog-stream serve`` per URL in ``redis_urls``, all healthy before the block runs."""
+    from elog_stream.embedded import free_port
+
+    with contextlib.ExitStack() as stack:
+        started = []
+        for redis_url in redis_urls:
+            port = free_port()
+            args = ["--port", str(port), "--redis-url", redis_url, "--prefix", prefix]
+            process = stack.enter_context(serve(*args, **env))
+            started.append(Replica(f"http://127.0.0.1:{port}/", process))
+        for replica in started:
+            wait_for(
+                lambda replica=replica: http_status(replica.url + "healthz") == 200,  # type: ignore[misc]
+                f"replica {replica.url} to be healthy:\n{''.join(replica.process.drain())}",
+                deadline=3 * DEADLINE,
+            )
+        yield started
