@@ -129,6 +129,11 @@ class Publisher:
         return self._core.settings
 
     @property
+    def url(self) -> str:
+        """The Redis URL this publisher uses (password shown as ``***``), chosen on creation."""
+        return self._core.shown_url
+
+    @property
     def redis(self) -> SyncClient:
         """The underlying redis-py client (a RedisCluster on a cluster), owned by this publisher.
 

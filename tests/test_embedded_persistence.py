@@ -52,7 +52,7 @@ def test_a_restart_keeps_the_topics_the_port_and_the_publishers_url(
     with serve("--port", str(port), ELOG_DATA_DIR=str(data_dir)) as first:
         url = healthy(first, port)
         publisher = Publisher()  # no URL: found through the runtime file
-        assert publisher.redis.connection_pool.connection_kwargs["port"] == urlsplit(url).port
+        assert urlsplit(publisher.url).port == urlsplit(url).port
         assert publisher.publish("kept", "e", png("one")) == 1
         wait_for(lambda: "kept" in topics(port), "the topic to be served")
         assert mode(data_dir) == 0o700
@@ -145,7 +145,7 @@ def test_a_killed_service_leaves_a_stale_runtime_file_that_publishers_ignore(
     assert runtime["pid"] == first.process.pid  # left behind, and stale
     assert find_running(data_dir) is None
     with Publisher() as publisher:
-        assert publisher.redis.connection_pool.connection_kwargs["port"] == 6379  # the fallback
+        assert urlsplit(publisher.url).port == 6379  # the fallback
 
     # Its data was flushed on the way out (the server got SIGTERM); a new serve replaces the file.
     with serve("--port", str(port), ELOG_DATA_DIR=str(data_dir)) as second:
@@ -176,11 +176,11 @@ def test_publishers_trust_a_runtime_file_only_while_its_pid_lives(
                "host": socket.gethostname()}  # fmt: skip
     (tmp_path / RUNTIME_FILE).write_text(json.dumps({**runtime, "pid": os.getpid()}))
     with Publisher() as publisher:
-        assert publisher.redis.connection_pool.connection_kwargs["port"] == 7
+        assert urlsplit(publisher.url).port == 7
     with Publisher("redis://127.0.0.1:9/0") as publisher:  # an explicit URL wins
-        assert publisher.redis.connection_pool.connection_kwargs["port"] == 9
+        assert urlsplit(publisher.url).port == 9
     other_host = {**runtime, "pid": os.getpid(), "host": "elsewhere"}  # a shared home directory
     for stale in ({**runtime, "pid": 2**22 + 1}, other_host, {"url": 3}, "not json"):
         (tmp_path / RUNTIME_FILE).write_text(json.dumps(stale) if stale != "not json" else stale)
         with Publisher() as publisher:
-            assert publisher.redis.connection_pool.connection_kwargs["port"] == 6379
+            assert urlsplit(publisher.url).port == 6379
