@@ -141,8 +141,10 @@ def redis_errors(url: str, *, topic: str = "", write: bool = False) -> Iterator[
     the server may have run the write, so PublishOutcomeUnknownError.
     """
     try:
-        yield
-        _reraise_lost_cancellation()
+        try:
+            yield
+        finally:  # also when redis-py then failed: a lost cancellation must not become a retry
+            _reraise_lost_cancellation()
     except redis.exceptions.ResponseError as exc:
         message = str(exc)
         if message.startswith(DATA_ERROR_PREFIX):
