@@ -158,8 +158,10 @@ def redis_errors(url: str, *, topic: str = "", write: bool = False) -> Iterator[
     RedisRefusedError.
     """
     try:
-        yield
-        _reraise_lost_cancellation()
+        try:
+            yield
+        finally:  # also when redis-py then failed: a lost cancellation must not become a retry
+            _reraise_lost_cancellation()
     except redis.exceptions.ClusterDownError as exc:  # CLUSTERDOWN, MASTERDOWN: nothing was run
         raise RedisUnavailableError(url, str(exc)[:500] or "the cluster is down") from exc
     except redis.exceptions.RedisClusterException as exc:  # not a RedisError: no node, no slot
