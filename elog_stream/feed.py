@@ -71,6 +71,9 @@ class Feed:
         self._announced: LatestWins[str, float] = LatestWins(self._ready)
         self._suspected: LatestWins[str, None] = LatestWins(self._ready)
         self._reconcile_now = asyncio.Event()
+        self._reconciled = False
+        # Set once the Hub holds what Redis held when the feed first subscribed.
+        self.loaded = asyncio.Event()
         # Topics whose data was refused, with their version then (None: not known yet).
         self._refused: dict[str, tuple[Version, CorruptTopicError]] = {}
         # Publishes made through this service, so that a read sent before one of them and
@@ -181,6 +184,8 @@ class Feed:
         async with self._store.subscription() as subscription:
             self._subscribed_at = time.monotonic()
             await self._reconcile()  # whatever changed while nobody was listening
+            self._reconciled = True
+            self._ready.set()  # _read_changed tells when the first load is done
             self._live_since = time.monotonic()
             log.info("feed: subscribed; %d topics held", self._hub.topic_count)
             async with asyncio.TaskGroup() as tasks:
@@ -273,6 +278,8 @@ class Feed:
             elif self._suspected:
                 topic, _ = self._suspected.popleft()
             else:
+                if self._reconciled:
+                    self.loaded.set()
                 self._ready.clear()
                 await self._ready.wait()
                 continue

@@ -37,6 +37,7 @@ FLOOD_ALLOWANCE = 50
 CLOSE_FLOODING = 1008
 CLOSE_INTERNAL_ERROR = 1011
 HEARTBEAT_INTERVAL = 15.0
+LOAD_WAIT = 5.0  # longest a viewer of a service that has just started waits for its first load
 
 
 @router.websocket("/ws", dependencies=needs(Access.VIEW))
@@ -53,6 +54,12 @@ async def viewer_socket(
     except ValueError as exc:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
+    # A service that has just started first loads what Redis holds, so that a snapshot is
+    # whole and a resuming client's `have` names topics the Hub knows (bounded wait: Redis
+    # may be down, and viewers are then served what there is).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LOAD_WAIT):
+            await service.feed.loaded.wait()
     # Resuming, the client first says what it holds; nothing is sent before that.
     with service.hub.connect(filter, snapshot=not resume) as (viewer, names):
         if not resume:

@@ -235,3 +235,24 @@ async def test_a_resuming_viewer_gets_only_what_changed(
         assert header["topic"] == "resume/c"
         await ws.send(json.dumps({"type": "subscribe", "have": {"x": "seven"}}))
         assert "have must map" in (await receive(ws, "error"))["message"]
+
+
+async def test_a_viewer_of_a_service_that_just_started_gets_what_redis_held(
+    settings: Settings, publisher: Publisher
+) -> None:
+    """A viewer may connect (and resume) before the service has read every topic from Redis."""
+    topics = [f"start/{i:03d}" for i in range(200)]
+    for topic in topics:
+        publisher.publish(topic, "e", png("x"))
+    with run_service(settings, wait_healthy=False) as service:
+        async with (
+            connect(service.ws_url) as fresh,
+            connect(service.ws_url + "?resume=1") as resuming,
+        ):
+            await resuming.send(json.dumps({"type": "subscribe", "have": {t: 1 for t in topics}}))
+            assert sorted((await receive(fresh, "sync"))["topics"]) == topics  # a whole snapshot
+            assert sorted((await receive(resuming, "sync"))["topics"]) == topics
+            # The resuming viewer holds everything: the next image it gets is the next publish.
+            await asyncio.to_thread(publisher.publish, "start/new", "e", png("n"))
+            header, _ = await receive_image(resuming)
+            assert header["topic"] == "start/new"
