@@ -97,9 +97,12 @@ def test_compose_cluster_profile_creates_a_three_node_cluster() -> None:
         assert f"{node['networks']['elog']['ipv4_address']}:6379" in create
     assert "--cluster-yes" in create
     assert services["redis-cluster-create"]["restart"] == "no"
-    # The service does not speak Redis Cluster yet: the replicas stay on the single Redis.
+    # The replicas stay on the single Redis unless pointed at a node, as the file says how.
     assert services["elog-1"]["environment"]["ELOG_REDIS_URL"] == "redis://redis:6379/0"
-    assert "requires cluster support, see docs/deployment.md" in COMPOSE_FILE.read_text()
+    assert (
+        "ELOG_REDIS_URL to\n  # any node (redis://redis-cluster-1:6379/0)"
+        in COMPOSE_FILE.read_text()
+    )
 
 
 def test_nginx_upstreams_are_the_compose_replicas() -> None:
