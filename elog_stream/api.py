@@ -283,6 +283,7 @@ async def metrics(service: ServiceDep) -> Response:
     return Response(service.stats.exposition(), media_type=CONTENT_TYPE)
 
 
+@router.head("/healthz", include_in_schema=False, dependencies=needs(Access.PUBLIC))
 @router.get("/healthz", responses={503: {"model": Health}}, dependencies=needs(Access.PUBLIC))
 async def healthz(service: ServiceDep) -> JSONResponse:
     """Liveness: 200 while the event loop answers and the feed task runs, whatever Redis does.
@@ -293,6 +294,7 @@ async def healthz(service: ServiceDep) -> JSONResponse:
     return _health(service, reason)
 
 
+@router.head("/readyz", include_in_schema=False, dependencies=needs(Access.PUBLIC))
 @router.get("/readyz", responses={503: {"model": Health}}, dependencies=needs(Access.PUBLIC))
 async def readyz(service: ServiceDep) -> JSONResponse:
     """Readiness: 200 when Redis answers and the update subscription is live and recently

@@ -138,3 +138,11 @@ async def test_served_under_a_path_prefix_with_or_without_stripping(
         async with connect(service.ws_url) as ws:
             header, data = await receive_image(ws, "prefixed")
             assert data == png("p")
+
+
+def test_probes_answer_head_too(settings: Settings) -> None:
+    """Load balancers often probe with HEAD; it must not fall through to the viewer's files."""
+    with run_service(settings.replace(view_token="a-view-token-for-head-probes")) as service:
+        for path in ("healthz", "readyz"):
+            response = httpx.head(service.url + path)
+            assert (response.status_code, response.content) == (200, b""), path
