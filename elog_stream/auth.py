@@ -17,33 +17,28 @@ route of the app against it. A missing credential is 401, an insufficient one 40
 
 Tokens are compared in constant time and never logged. Sessions are signed with a key derived
 from the view token and expire after ``session_max_age``; logging out revokes the session in
-this process (see Sessions).
+this process (sessions.py). The login and logout routes are in login.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import math
-import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, cast
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, cast
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketException
+from fastapi import Depends, HTTPException, WebSocket, WebSocketException
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 from starlette.requests import HTTPConnection
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .bodies import BodyBudget
-from .config import Settings, web_directory
-from .errors import ElogError, RequestTooLargeError
+from .config import Settings
 from .ratelimit import RateLimiter
+from .sessions import Sessions
 
 COOKIE = "elog_session"
 CLOSE_UNAUTHORIZED = 4401
@@ -52,8 +47,6 @@ CLOSE_FORBIDDEN = 4403
 # The viewer's files that the login page needs; every other file needs viewing.
 PUBLIC_FILES = frozenset({"/style.css", "/favicon.svg", "/js/login.js", "/js/theme.js"})
 
-_MAX_FORM_BYTES = 4096
-_MAX_REVOKED = 100_000
 _SCOPE_KEY = "elog.identity"
 
 
@@ -93,49 +86,6 @@ class Identity:
 Denial = tuple[int, str]  # HTTP status, reason
 
 
-class Sessions:
-    """Signed, expiring browser sessions: ``<id>.<expiry>.<HMAC-SHA256>``.
-
-    The signing key is derived from the view token, so changing the token ends every session
-    and every replica with the same token accepts them. ``revoke`` (logout) is remembered by
-    this process until the session would have expired anyway.
-    """
-
-    def __init__(self, view_token: str, max_age: float) -> None:
-        self.max_age = max_age
-        self._key = hmac.new(view_token.encode(), b"elog-stream session key", "sha256").digest()
-        self._revoked: dict[str, int] = {}  # session id -> expiry
-
-    def issue(self) -> str:
-        session = f"{secrets.token_urlsafe(16)}.{math.ceil(time.time() + self.max_age)}"
-        return f"{session}.{self._sign(session)}"
-
-    def expiry(self, value: str) -> int | None:
-        """The expiry time of a valid, unrevoked session; None for anything else."""
-        session, _, mac = value.rpartition(".")
-        ident, _, expires = session.partition(".")
-        if not (ident and expires.isdigit() and len(expires) < 16):
-            return None
-        if not hmac.compare_digest(mac, self._sign(session)):
-            return None
-        if int(expires) <= time.time() or ident in self._revoked:
-            return None
-        return int(expires)
-
-    def revoke(self, value: str) -> None:
-        expires = self.expiry(value)
-        if expires is None:
-            return
-        now = time.time()
-        self._revoked = {ident: t for ident, t in self._revoked.items() if t > now}
-        while len(self._revoked) >= _MAX_REVOKED:  # only holders of the token get this far
-            del self._revoked[min(self._revoked, key=self._revoked.__getitem__)]
-        self._revoked[value.partition(".")[0]] = expires
-
-    def _sign(self, session: str) -> str:
-        return hmac.new(self._key, session.encode(), hashlib.sha256).hexdigest()
-
-
 class AccessPolicy:
     """Identifies requests and decides whether they may have an Access.
 
@@ -167,9 +117,9 @@ class AccessPolicy:
     def _identify(self, connection: HTTPConnection) -> Identity:
         token = bearer(connection)
         if token and self.enabled:
-            if _matches(token, self._publish):
+            if matches(token, self._publish):
                 return self._identity(Credential.PUBLISH_TOKEN, Access.VIEW, Access.PUBLISH)
-            if _matches(token, self._view):
+            if matches(token, self._view):
                 extra = (Access.PUBLISH,) if self._publish is None else ()
                 return self._identity(Credential.VIEW_TOKEN, Access.VIEW, *extra)
             return self._identity(Credential.INVALID)
@@ -204,7 +154,7 @@ class AccessPolicy:
 
     def token_valid(self, token: str) -> bool:
         """Whether ``token`` is the view or the publish token."""
-        return _matches(token, self._view) or _matches(token, self._publish)
+        return matches(token, self._view) or matches(token, self._publish)
 
     def origin_allowed(self, connection: HTTPConnection) -> bool:
         origin = connection.headers.get("origin")
@@ -267,7 +217,7 @@ class ViewerFiles(StaticFiles):
             if denial is not None:
                 response: Response
                 if denial[0] == 401 and path in ("/", "/index.html"):
-                    response = RedirectResponse(_root(scope) + "/login", 303)
+                    response = RedirectResponse(root_path(scope) + "/login", 303)
                 else:
                     headers = {"WWW-Authenticate": "Bearer"} if denial[0] == 401 else None
                     response = JSONResponse({"detail": denial[1]}, denial[0], headers=headers)
@@ -281,99 +231,13 @@ def bearer(connection: HTTPConnection) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _matches(given: str, expected: str | None) -> bool:
+def matches(given: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _form_too_large(size: int, limit: int) -> ElogError:
-    return RequestTooLargeError(f"the login form is over {limit} bytes")
 
 
 def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
 
 
-def _root(scope: Scope) -> str:
+def root_path(scope: Scope) -> str:
     return str(scope.get("root_path", ""))
-
-
-def _policy(request: Request) -> AccessPolicy:
-    policy: AccessPolicy = request.app.state.access
-    return policy
-
-
-PolicyDep = Annotated[AccessPolicy, Depends(_policy)]
-
-router = APIRouter(include_in_schema=False)
-
-
-class Session(BaseModel):
-    """How the caller is identified, for the viewer's log-out control."""
-
-    access_control: bool  # whether any token is configured
-    credential: Credential
-    grants: list[Access]
-    expires_at: float | None = None  # of a browser session
-
-
-@router.get("/login", dependencies=needs(Access.PUBLIC))
-async def login_page() -> FileResponse:
-    return FileResponse(web_directory() / "login.html")
-
-
-@router.post("/login", dependencies=needs(Access.PUBLIC))
-async def login(request: Request, policy: PolicyDep) -> Response:
-    """Check the form's token; on success start a session and go to the viewer.
-
-    The correct token is always accepted; failures are limited per client address.
-    """
-    root = _root(request.scope)
-    bodies: BodyBudget = request.app.state.service.bodies
-    async with bodies.read(request, _MAX_FORM_BYTES, _form_too_large) as body:
-        form = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=4)
-    token = form.get("token", [""])[0]
-    if policy.sessions is None:  # viewing is open
-        return RedirectResponse(f"{root}/", 303)
-    if not policy.token_valid(token):
-        client = request.client.host if request.client else "unknown"
-        failed = "rate" if policy.login_failures.retry_after(client) else "token"
-        return RedirectResponse(f"{root}/login?failed={failed}", 303)
-    response = RedirectResponse(f"{root}/", 303)
-    response.set_cookie(
-        COOKIE,
-        policy.sessions.issue(),
-        max_age=int(policy.sessions.max_age),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path=f"{root}/",
-    )
-    return response
-
-
-@router.post("/logout", dependencies=needs(Access.PUBLIC))
-async def logout(request: Request, policy: PolicyDep) -> Response:
-    """End the browser session (revoked, not only forgotten) and go to the login page."""
-    cookie = request.cookies.get(COOKIE)
-    if cookie is not None and policy.sessions is not None:
-        policy.sessions.revoke(cookie)
-    root = _root(request.scope)
-    response = RedirectResponse(f"{root}/login", 303)
-    response.delete_cookie(COOKIE, path=f"{root}/")
-    return response
-
-
-@router.get("/api/session", dependencies=needs(Access.VIEW), include_in_schema=True)
-async def session(request: Request, policy: PolicyDep) -> Session:
-    """How this caller is identified: whether access control is on, and what it grants."""
-    identity = policy.identify(request)
-    cookie = request.cookies.get(COOKIE)
-    expires = None
-    if identity.credential is Credential.SESSION and cookie and policy.sessions:
-        expires = policy.sessions.expiry(cookie)
-    return Session(
-        access_control=policy.enabled,
-        credential=identity.credential,
-        grants=sorted(identity.grants - {Access.PUBLIC}),
-        expires_at=expires,
-    )
