@@ -28,7 +28,7 @@ from .errors import (
     TopicNotFoundError,
     redis_errors,
 )
-from .images import image_bytes
+from .images import Encoding, Format, capture, encode, image_bytes
 from .local import find_running
 from .protocol import (
     PUBLISH_SCRIPT,
@@ -148,14 +148,33 @@ class Publisher:
                     self._client = client
         return self._client
 
-    def publish(self, topic: str, experiment: str, image: Any, description: str = "") -> int:
+    def publish(
+        self,
+        topic: str,
+        experiment: str,
+        image: Any,
+        description: str = "",
+        *,
+        format: Format = "png",
+        compress_level: int | None = None,
+        quality: int | None = None,
+        cmap: str | None = None,
+        vmin: float | None = None,
+        vmax: float | None = None,
+    ) -> int:
         """Store ``image`` as the topic's current image and notify viewers; return its seq.
 
-        ``image`` is a matplotlib Figure, PNG/JPEG/WebP/GIF bytes, or a path to such a file.
-        Raises InvalidNameError or InvalidImageError (both ValueError) for bad input, and
-        PublishOutcomeUnknownError when Redis got the publish but did not answer in time.
+        ``image`` is a matplotlib Figure, a numpy array (2-D data drawn with ``cmap``,
+        ``vmin``, ``vmax`` as ``imshow`` does, or H×W×3/4 RGB(A)), a PIL image, PNG/JPEG/WebP/GIF
+        bytes, or a path to such a file. Pixels are encoded as ``format`` (png, jpeg, webp) with
+        ``compress_level`` (PNG, 0-9) or ``quality`` (JPEG/WebP, 1-100); bytes and files are
+        sent as they are. Raises InvalidNameError or InvalidImageError (both ValueError) for bad
+        input, and PublishOutcomeUnknownError when Redis got the publish but did not answer in
+        time.
         """
-        call = self._core.publish_call(topic, experiment, image_bytes(image), description)
+        encoding = Encoding(format, compress_level, quality, cmap, vmin, vmax)
+        data = image_bytes(image, encoding)
+        call = self._core.publish_call(topic, experiment, data, description)
         client = self.redis
         redirect: Redirect | None = None
         for _ in range(MAX_REDIRECTS):
@@ -248,16 +267,31 @@ class AsyncPublisher:
         return self._core.settings
 
     async def publish(
-        self, topic: str, experiment: str, image: Any, description: str = ""
+        self,
+        topic: str,
+        experiment: str,
+        image: Any,
+        description: str = "",
+        *,
+        format: Format = "png",
+        compress_level: int | None = None,
+        quality: int | None = None,
+        cmap: str | None = None,
+        vmin: float | None = None,
+        vmax: float | None = None,
     ) -> int | None:
-        """See Publisher.publish.
+        """See Publisher.publish. The pixels are copied in the caller's thread (a figure is
+        drawn there: matplotlib is not thread-safe) and encoded in a worker thread.
 
         With a ``retry_buffer``, a publish that finds Redis unreachable (or finds others still
         waiting) is kept for retrying and None is returned instead of raising.
         """
-        if not isinstance(image, bytes | bytearray | memoryview):
-            image = await asyncio.to_thread(image_bytes, image)
-        call = self._core.publish_call(topic, experiment, bytes(image), description)
+        encoding = Encoding(format, compress_level, quality, cmap, vmin, vmax)
+        captured = capture(image, encoding)
+        data = captured.data
+        if data is None:
+            data = await asyncio.to_thread(encode, captured, encoding)
+        call = self._core.publish_call(topic, experiment, data, description)
         if self._retry is None:
             return await self._store.send(call)
         if not self._retry.pending:  # else this one must not overtake the waiting ones
@@ -338,9 +372,9 @@ def elogshow(
     Drop-in for the 2014 ``elog.elogshow``; returns the topic's new sequence number.
     """
     if figure is None:
-        from .images import figure_to_png
+        from matplotlib import pyplot
 
-        figure = figure_to_png()
+        figure = pyplot.gcf()
     return _shared_publisher(redis_url).publish(topic, experiment, figure, description)
 
 

@@ -170,7 +170,7 @@ def test_bad_images_are_refused_and_nothing_is_stored(
     with pytest.raises(InvalidImageError, match="image is empty"):
         publisher.publish("t", "e", b"")
     with pytest.raises(
-        TypeError, match="matplotlib Figure, PNG/JPEG/WebP/GIF bytes or a file path"
+        TypeError, match="matplotlib Figure, a numpy array, a PIL image, PNG.*or a file path"
     ):
         publisher.publish("t", "e", 42)
     with Publisher(settings.redis_url, prefix=settings.prefix, max_image_bytes=100) as small:
