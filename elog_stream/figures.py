@@ -3,7 +3,8 @@
 Shared by the matplotlib backend (backend.py) and the IPython extension (notebook.py): the topic
 of a figure is its label (``plt.figure("name")``), else its suptitle, else
 ``<script>/figure-<num>`` (``figure-<num>`` in an interactive session or a notebook); the
-experiment is the one given, else ``ELOG_EXPERIMENT``, else ``default`` (with a warning, once).
+experiment is the one given, else ``ELOG_EXPERIMENT``, else ``default`` (with a warning, once);
+the description is empty (titles are in the image).
 """
 
 from __future__ import annotations
