@@ -15,6 +15,20 @@ from .errors import (
 from .publisher import AsyncPublisher, Publisher, elogshow, grab
 from .records import TopicImage
 
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext elog_stream``: adds the ``%elog`` magic (see elog_stream.notebook)."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 __all__ = [
     "AsyncPublisher",
     "CorruptTopicError",
@@ -31,4 +45,6 @@ __all__ = [
     "TopicNotFoundError",
     "elogshow",
     "grab",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]

@@ -34,6 +34,7 @@ from .protocol import (
     MAX_HISTORY_LENGTH,
     Keys,
     Limits,
+    validate_experiment,
 )
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -66,6 +67,8 @@ class Settings(BaseSettings):
     # The embedded server's data, and where publishers look for it; None: the platform default.
     data_dir: Path | None = Field(None, description="a directory path")
     prefix: str = DEFAULT_PREFIX
+    # The experiment of figures published by the matplotlib backend and the %elog magic.
+    experiment: str | None = Field(None, description="an experiment name")
     ttl: int = Field(DEFAULT_TTL, gt=0, description="an integer > 0 (seconds)")
     history_length: int = Field(
         DEFAULT_HISTORY_LENGTH,
@@ -119,8 +122,8 @@ class Settings(BaseSettings):
         """Settings from ``ELOG_*`` environment variables; non-None ``overrides`` win.
 
         Lists (``ELOG_ALLOWED_ORIGINS``, ``ELOG_TRUSTED_PROXIES``) are comma-separated; an
-        empty ``ELOG_REDIS_URL``, ``ELOG_DATA_DIR`` or token means none. No ``.env`` or secrets
-        files are read.
+        empty ``ELOG_REDIS_URL``, ``ELOG_DATA_DIR``, ``ELOG_EXPERIMENT`` or token means none.
+        No ``.env`` or secrets files are read.
         Raises SettingsError naming the variable (or argument), the value and what is expected.
         """
         env = EnvSettingsSource(cls)()
@@ -141,12 +144,19 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         return Limits(self.ttl, self.history_length, self.history_bytes)
 
-    @field_validator("redis_url", "data_dir", "view_token", "publish_token", mode="before")
+    @field_validator(
+        "redis_url", "data_dir", "experiment", "view_token", "publish_token", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         return None if value == "" else value
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, value: str | None) -> str | None:
+        return None if value is None else validate_experiment(value)
 
     @field_validator("data_dir")
     @classmethod

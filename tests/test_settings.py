@@ -99,6 +99,20 @@ def test_empty_url_and_tokens_mean_none(monkeypatch) -> None:
     assert settings.read_only is False
 
 
+def test_experiment_is_checked_like_a_published_one(monkeypatch) -> None:
+    assert Settings.from_env().experiment is None
+    monkeypatch.setenv("ELOG_EXPERIMENT", "cxif7214")
+    assert Settings.from_env().experiment == "cxif7214"
+    monkeypatch.setenv("ELOG_EXPERIMENT", "")
+    assert Settings.from_env().experiment is None
+    monkeypatch.setenv("ELOG_EXPERIMENT", "run\n7")
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env()
+    assert str(error.value) == (
+        "ELOG_EXPERIMENT='run\\n7': experiment 'run\\n7' contains control characters"
+    )
+
+
 def test_the_constructor_ignores_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("ELOG_PREFIX", "from-env:")
     monkeypatch.setenv("ELOG_TTL", "-1")  # invalid, but never read by the constructor
