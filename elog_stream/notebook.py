@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from matplotlib.figure import Figure
 
 from .figures import FigureSender
-from .images import figure_to_png
+from .images import image_bytes
 from .protocol import validate_experiment
 
 
@@ -36,7 +36,7 @@ class _Publishing:
         self._formatter.pop(Figure, None)
 
     def _publish(self, figure: Figure) -> None:
-        self._sender.send(figure, figure_to_png(figure))
+        self._sender.send(figure, image_bytes(figure))
         # None: no mime bundle of ours; IPython's own formatters then render the figure.
 
 
