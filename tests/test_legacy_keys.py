@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from elog_stream import Publisher
 from elog_stream.config import Settings
-from elog_stream.embedded import EmbeddedRedis, free_port
+from elog_stream.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 
 MAX_IMAGE_BYTES = 100_000
 
@@ -292,3 +292,28 @@ async def test_off_by_default(prefix: str, topic: str) -> None:
             old.rdb.close()
         assert admin.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
         assert not admin.exists(f"{prefix}legacy:{{{topic}}}")
+
+
+async def test_on_a_cluster_old_writes_on_every_master_are_found_by_scanning(
+    prefix: str,
+) -> None:
+    with EmbeddedCluster(masters=3) as cluster:
+        settings = Settings(
+            redis_url=cluster.urls[0], prefix=prefix, legacy_keys=True, legacy_scan_interval=0.2
+        )
+        with run_service(settings) as service, redis.RedisCluster.from_url(cluster.urls[0]) as rdb:
+            legacy_mode(service.url, "scan")
+            topics = [f"cluster/{n}" for n in range(12)]
+            nodes = {rdb.get_node_from_key(t).name for t in topics}
+            assert len(nodes) == 3  # every master holds some
+            async with await viewer(service.ws_url, *topics) as ws:
+                for n, name in enumerate(topics):
+                    rdb.hset(name, "experiment", "e")
+                    rdb.hset(name, "description", f"plot {n}")
+                    rdb.hset(name, "pngimage", png(name))
+                    rdb.expire(name, 3600)
+                received = {}
+                while len(received) < len(topics):
+                    header, data = await receive_image(ws)
+                    received[header["topic"]] = data
+                assert received == {name: png(name) for name in topics}
