@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--root-path", default="", help="path prefix behind a reverse proxy")
     serve.add_argument("--demo", action="store_true", help="also publish demo plots")
+    serve.add_argument(
+        "--legacy-keys",
+        action="store_true",
+        default=None,
+        help="also publish hashes written by the 2014 tool (bare topic key, no PUBLISH) as they "
+        "change (default: $ELOG_LEGACY_KEYS, else off)",
+    )
     serve.set_defaults(run=_serve)
 
     publish = commands.add_parser("publish", parents=[redis_options], help="publish an image file")
@@ -95,7 +102,10 @@ def _serve(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = Settings.from_env(
-        redis_url=args.redis_url, prefix=args.prefix, data_dir=args.data_dir
+        redis_url=args.redis_url,
+        prefix=args.prefix,
+        data_dir=args.data_dir,
+        legacy_keys=args.legacy_keys,
     )
     if settings.redis_url is None:  # fail before starting anything (the lock decides, later)
         running = find_running(settings.data_dir, ping=True)

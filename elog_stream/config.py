@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     redis_timeout: _Seconds = 10.0  # seconds the service waits for any Redis reply
     keepalive_interval: _Seconds = 5.0  # seconds between proofs that the subscription delivers
     reconcile_interval: _Seconds = 30.0  # seconds between scans for changes nobody announced
+    # Publish hashes written by the 2014 tool (bare key, no PUBLISH) as they change (legacy.py).
+    legacy_keys: bool = Field(False, description="one of 1, true, yes, on, 0, false, no, off")
+    legacy_scan_interval: _Seconds = 2.0  # between scans for them where notifications are off
     view_token: _Token = None
     publish_token: _Token = None
     read_only: bool = Field(False, description="one of 1, true, yes, on, 0, false, no, off")
@@ -174,7 +177,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("read_only", mode="before")
+    @field_validator("read_only", "legacy_keys", mode="before")
     @classmethod
     def _blank_is_false(cls, value: Any) -> Any:
         return False if isinstance(value, str) and not value.strip() else value

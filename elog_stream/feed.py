@@ -169,7 +169,7 @@ class Feed:
             await asyncio.sleep(delay)
 
     def _failed(self, error: Exception) -> str:
-        cause = _first_cause(error)
+        cause = first_cause(error)
         if isinstance(cause, RedisUnavailableError | RedisRefusedError):
             return f"update subscription lost: {cause}"
         if isinstance(cause, SubscriptionStaleError):
@@ -304,7 +304,7 @@ class Feed:
             self._hub.update(image)
 
 
-def _first_cause(error: BaseException) -> BaseException:
+def first_cause(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error

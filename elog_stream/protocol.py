@@ -28,6 +28,7 @@ MAX_HISTORY_LENGTH = 10_000  # the publish script treats a longer history as not
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+_ELOG_KEY = re.compile(r"(?:topic|history|legacy):\{[^{}]*\}\Z")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class Keys:
     def history(self, topic: str) -> str:
         return f"{self.prefix}history:{{{topic}}}"
 
+    def legacy(self, topic: str) -> str:
+        """The claim on the bare key ``topic`` written by the 2014 tool (same slot as it)."""
+        return f"{self.prefix}legacy:{{{topic}}}"
+
     @property
     def channel(self) -> str:
         return f"{self.prefix}updates"
@@ -64,6 +69,11 @@ class Keys:
     def topic_pattern(self) -> str:
         """SCAN MATCH pattern of every topic hash."""
         return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "topic:{*}"
+
+
+def is_elog_key(name: str) -> bool:
+    """Whether ``name`` has the form of an elog-stream key under any prefix (never a legacy key)."""
+    return _ELOG_KEY.search(name) is not None
 
 
 def validate_topic(topic: str) -> str:
@@ -222,6 +232,59 @@ if size > tonumber(ARGV[1]) then return {'size', size} end
 return {'ok', redis.call('PTTL', KEYS[1]), redis.call('HMGET', KEYS[1], unpack(ARGV, 2))}
 """
 
+# How the service reads a hash written by the 2014 tool (bare key T: experiment, description,
+# pngimage, no seq) and claims its content, so that of several services exactly one publishes
+# each content once (docs/protocol.md, "Hashes written by the 2014 tool"). Bounded like
+# READ_SCRIPT: content over the limit is claimed (refused once) but not transferred.
+LEGACY_READ_SCRIPT = """\
+-- elog-stream legacy read (protocol v1): a hash of the 2014 tool, claimed once per content.
+-- KEYS[1] the bare key T    KEYS[2] its claim {prefix}legacy:{T}; without it, only a probe
+-- ARGV[1] byte limit of the three fields together    ARGV[2] claim lifetime in seconds
+-- ARGV[3] how long a service may hold the claim while it publishes, in milliseconds
+-- T is such a hash when it holds a pngimage field and no seq field (ours have a seq).
+-- Returns nil when it is not; {'legacy'} for a probe; {'busy'} while another service
+-- publishes T; {'same'} when this content was claimed before; {'size', <bytes>} over the
+-- limit (claimed, so refused once); else {'ok', <sum>, {experiment, description, pngimage}}
+-- with the claim held as 'pending:<sum>' until the service settles it.
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return nil end
+if redis.call('HEXISTS', KEYS[1], 'seq') == 1
+    or redis.call('HEXISTS', KEYS[1], 'pngimage') == 0 then
+  return nil
+end
+if #KEYS == 1 then return {'legacy'} end
+local claim = redis.call('GET', KEYS[2])
+if claim and string.sub(claim, 1, 8) == 'pending:' then return {'busy'} end
+local values = redis.call('HMGET', KEYS[1], 'experiment', 'description', 'pngimage')
+local text, size = {}, 0
+for i = 1, 3 do
+  local value = values[i] or ''
+  size = size + string.len(value)
+  text[i] = string.len(value) .. ':' .. value
+end
+local sum = redis.sha1hex(table.concat(text))
+if claim == sum then return {'same'} end
+if size > tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], sum, 'EX', ARGV[2])
+  return {'size', size}
+end
+redis.call('SET', KEYS[2], 'pending:' .. sum, 'PX', ARGV[3])
+return {'ok', sum, values}
+"""
+
+LEGACY_SETTLE_SCRIPT = """\
+-- elog-stream legacy settle (protocol v1): end a claim taken by the legacy read.
+-- KEYS[1] the claim {prefix}legacy:{T}   ARGV[1] the content's sum   ARGV[2] lifetime in s
+-- ARGV[3] '1': done (published or refused), keep the sum; '0': failed, drop the claim.
+-- Only a claim still held as 'pending:<sum>' is touched. Returns 1 if it was, else 0.
+if redis.call('GET', KEYS[1]) ~= 'pending:' .. ARGV[1] then return 0 end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
 # The fields of a topic hash, in the order a read asks for them.
 TOPIC_FIELDS = ("experiment", "description", "content_type", "seq", "updated_at", "digest")
 IMAGE_FIELD = "pngimage"
@@ -231,7 +294,7 @@ FIELDS_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class ScriptCall:
-    keys: list[str]
+    keys: list[str | bytes]
     args: list[Any]
 
     def command(self, script: str, *, by_sha: bool = True) -> tuple[Any, ...]:
@@ -265,6 +328,12 @@ class PublishCall(ScriptCall):
     updated_at: float
     digest: str
     data: bytes
+
+    @property
+    def topic_key(self) -> str:
+        """The key of the topic hash, which decides the cluster node the call goes to."""
+        key = self.keys[0]
+        return key if isinstance(key, str) else key.decode()
 
 
 def publish_call(
@@ -340,6 +409,20 @@ def history_image_call(keys: Keys, topic: str, seq: int, max_image_bytes: int) -
     """A ``READ_SCRIPT`` call for one kept image; ``records.parse_history_image`` parses it."""
     fields = [f"meta:{seq}", f"image:{seq}"]
     return read_call(keys.history(topic), fields, max_image_bytes + FIELDS_BYTES)
+
+
+def legacy_read_call(
+    keys: Keys, key: bytes, topic: str | None, limit: int, ttl: int, hold_ms: int
+) -> ScriptCall:
+    """A ``LEGACY_READ_SCRIPT`` call claiming the bare ``key`` of ``topic``; with no topic (an
+    invalid name) a probe that only says whether it is such a hash."""
+    claim = [] if topic is None else [keys.legacy(topic)]
+    return ScriptCall(keys=[key, *claim], args=[limit, ttl, hold_ms])
+
+
+def legacy_settle_call(keys: Keys, topic: str, claim: str, ttl: int, done: bool) -> ScriptCall:
+    """A ``LEGACY_SETTLE_SCRIPT`` call ending the claim ``claim`` (a sum) on ``topic``."""
+    return ScriptCall(keys=[keys.legacy(topic)], args=[claim, ttl, "1" if done else "0"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,7 +180,9 @@ class Publisher:
         for _ in range(MAX_REDIRECTS):
             with contextlib.ExitStack() as stack:
                 with self._core.errors(topic):  # connected: nothing is sent yet
-                    connection = stack.enter_context(checkout_sync(client, call.keys[0], redirect))
+                    connection = stack.enter_context(
+                        checkout_sync(client, call.topic_key, redirect)
+                    )
                 with self._core.errors(topic, write=True):
                     try:
                         try:

@@ -7,6 +7,7 @@ Every parser raises CorruptTopicError (with a ``kind``) for data it cannot use.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
@@ -26,6 +27,9 @@ from .protocol import (
 MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript viewer holds exactly
 MAX_TIME = 1e11  # seconds since 1970: year 5138
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_SHA1 = re.compile(rb"[0-9a-f]{40}")
+# The experiment shown for a hash of the 2014 tool that has none (or an empty one).
+LEGACY_EXPERIMENT = "unknown"
 _SEQ = re.compile(r"0|[1-9][0-9]{0,15}")  # canonical, as HINCRBY accepts it
 # A history entry is small JSON: names, a description and a few numbers.
 _MAX_ENTRY_BYTES = 8 * MAX_DESCRIPTION_LENGTH
@@ -111,6 +115,61 @@ def parse_topic(topic: str, reply: Any, now: float, max_image_bytes: int) -> Top
         data=data,
         expires_at=now + pttl / 1000 if isinstance(pttl, int) and pttl >= 0 else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyFrame:
+    """A validated hash of the 2014 tool, claimed (as ``claim``, its sum) for publishing."""
+
+    topic: str
+    experiment: str
+    description: str
+    data: bytes
+    claim: str
+
+
+class LegacySkip(enum.Enum):
+    """Why a legacy read has nothing to publish, yet."""
+
+    BUSY = "busy"  # another service is publishing this key: look again shortly
+    SAME = "same"  # this content was claimed already
+
+
+def parse_legacy(topic: str, reply: Any, max_image_bytes: int) -> LegacyFrame | LegacySkip | None:
+    """What a ``protocol.legacy_read_call`` reply found; None when the key is no such hash.
+
+    Raises CorruptTopicError for content that cannot be published (``too_large``,
+    ``not_an_image``, ``invalid_field``); ``pending_claim`` then tells the claim to settle.
+    """
+    if reply is None:
+        return None
+    if reply in ([b"busy"], [b"same"]):
+        return LegacySkip(reply[0].decode())
+    if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"size":
+        raise CorruptTopicError(topic, "too_large", f"its fields hold {reply[1]} bytes")
+    claim = pending_claim(reply)
+    if claim is None or not (isinstance(reply[2], list) and len(reply[2]) == 3):
+        raise UnexpectedReplyError(f"the legacy read script answered {reply!r:.80}")
+    experiment, description, data = reply[2]
+    if not isinstance(data, bytes):
+        raise CorruptTopicError(topic, "not_an_image", "its pngimage is missing")
+    _check_size(topic, data, max_image_bytes)
+    _content_type(topic, data)
+    return LegacyFrame(
+        topic=topic,
+        experiment=_name(topic, "experiment", experiment or LEGACY_EXPERIMENT, validate_experiment),
+        description=_name(topic, "description", description, validate_description),
+        data=data,
+        claim=claim,
+    )
+
+
+def pending_claim(reply: Any) -> str | None:
+    """The claim a ``legacy_read_call`` reply holds pending (its ``ok`` sum), else None."""
+    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"ok":
+        if isinstance(reply[1], bytes) and _SHA1.fullmatch(reply[1]):
+            return reply[1].decode()
+    return None
 
 
 def parse_history_entry(topic: str, seq: int, raw: bytes | None) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from .bodies import BodyBudget
 from .config import Settings, redact_url
 from .feed import Feed
 from .hub import Hub
+from .legacy import LegacyBridge
 from .local import RUNTIME_FILE, LocalRedis
 from .ratelimit import RateLimiter
 from .stats import Stats
@@ -40,7 +41,8 @@ class Service:
 async def running_service(settings: Settings, demo: bool = False) -> AsyncIterator[Service]:
     """Start everything the service needs; stop it all on exit, also on error or cancellation.
 
-    Its TaskGroup owns the Feed (and the demo) task: they are cancelled and awaited on exit.
+    Its TaskGroup owns the Feed task, and the demo's and the LegacyBridge's when enabled: they
+    are cancelled and awaited on exit.
     With no ``settings.redis_url`` a private server is started and stopped here, so it is
     stopped even when the process exits by a re-raised signal; its data is kept in
     ``settings.data_dir`` (local.py). Raises AlreadyRunningError if another service uses it.
@@ -88,6 +90,15 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
                 from .demo import run_demo
 
                 owned.append(tasks.create_task(run_demo(feed.publish), name="elog-demo"))
+            if settings.legacy_keys:
+                legacy = LegacyBridge(
+                    store,
+                    feed,
+                    stats,
+                    scan_interval=settings.legacy_scan_interval,
+                    reconcile_interval=settings.reconcile_interval,
+                )
+                owned.append(tasks.create_task(legacy.run(), name="elog-legacy"))
             log.info("serving topics from %s", redact_url(redis_url))
             try:
                 yield service

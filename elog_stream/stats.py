@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # 1 ms (a loopback viewer) to 10 s (a viewer near its slow-viewer timeout).
+LEGACY_MODES = ("notifications", "scan")
 SEEN_TO_SENT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -70,6 +71,23 @@ class Stats:
             ["status"],
             registry=registry,
         )
+        self._legacy_published = Counter(
+            "elog_legacy_published",
+            "Hashes written by the 2014 tool that this service published (--legacy-keys).",
+            registry=registry,
+        )
+        self._legacy_refused = Counter(
+            "elog_legacy_refused",
+            "Hashes written by the 2014 tool that were refused, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self._legacy_mode = Gauge(
+            "elog_legacy_mode",
+            "How hashes of the 2014 tool are found: 1 for the mode in use (notifications, scan).",
+            ["mode"],
+            registry=registry,
+        )
         self._seen_to_sent = Histogram(
             "elog_seen_to_sent_seconds",
             "Seconds from an image's installation into the hub to its bytes handed to a "
@@ -109,6 +127,17 @@ class Stats:
     def http_publish(self, status: int) -> None:
         self._http_publishes.labels(status=str(status)).inc()
 
+    def legacy_published(self) -> None:
+        self._legacy_published.inc()
+
+    def legacy_refused(self, kind: str) -> None:
+        self._legacy_refused.labels(kind=kind).inc()
+
+    def legacy_mode(self, mode: str) -> None:
+        """Say which mode the legacy bridge uses now (``notifications`` or ``scan``)."""
+        for name in LEGACY_MODES:
+            self._legacy_mode.labels(mode=name).set(1 if name == mode else 0)
+
     def exposition(self) -> bytes:
         """The Prometheus text format (``CONTENT_TYPE``) of every metric."""
         return generate_latest(self.registry)
@@ -133,6 +162,12 @@ class Stats:
             "http_publishes": http_publishes,
             "publish_rate_limited": http_publishes.get("429", 0),
             "feed_errors": _by_label(self._feed_errors, "kind"),
+            "legacy_published": int(value("elog_legacy_published_total") or 0),
+            "legacy_refused": _by_label(self._legacy_refused, "kind"),
+            "legacy_mode": next(
+                (mode for mode in LEGACY_MODES if value("elog_legacy_mode", {"mode": mode})),
+                None,
+            ),
         }
 
 

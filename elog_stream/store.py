@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, cast
 
 import redis.asyncio
@@ -30,8 +30,17 @@ from .connections import (
     plain_async,
     subscription_nodes,
 )
-from .errors import CorruptTopicError, RedisRefusedError, RedisUnavailableError, redis_errors
+from .errors import (
+    CorruptTopicError,
+    InvalidNameError,
+    RedisRefusedError,
+    RedisUnavailableError,
+    redis_errors,
+)
 from .protocol import (
+    FIELDS_BYTES,
+    LEGACY_READ_SCRIPT,
+    LEGACY_SETTLE_SCRIPT,
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     Keepalive,
@@ -41,19 +50,26 @@ from .protocol import (
     decode_notification,
     encode_keepalive,
     history_image_call,
+    legacy_read_call,
+    legacy_settle_call,
     publish_call,
     read_call,
     seq_reply,
     topic_read_call,
+    validate_topic,
 )
 from .records import (
+    LegacyFrame,
+    LegacySkip,
     TopicImage,
     UnexpectedReplyError,
     parse_fields,
     parse_history_entry,
     parse_history_image,
+    parse_legacy,
     parse_seq,
     parse_topic,
+    pending_claim,
     published_image,
 )
 from .stats import Stats
@@ -68,6 +84,8 @@ _HISTORY_BYTES = 16 * 2**20  # the metadata of up to MAX_HISTORY_ENTRIES kept im
 
 # A topic's version as the reconciliation sees it: (seq, digest); None when unknown.
 Version = tuple[int, str] | None
+# What a legacy read found at one bare key (TopicStore.legacy_reads).
+LegacyRead = LegacyFrame | LegacySkip | CorruptTopicError | None
 
 
 class TopicStore:
@@ -91,6 +109,7 @@ class TopicStore:
         self._plain = plain_async(url, settings.redis_timeout)  # until a cluster is detected
         self._client: AsyncClient | None = None
         self._read: AsyncScript | None = None
+        self._legacy_settle: AsyncScript | None = None
         self._opening = asyncio.Lock()
         self._subscriptions = 0  # which cluster node the next subscription tries first
 
@@ -108,6 +127,7 @@ class TopicStore:
                     with self._errors():
                         client = await open_async(self._plain, self._full_url, self._timeout)
                     self._read = client.register_script(READ_SCRIPT)
+                    self._legacy_settle = client.register_script(LEGACY_SETTLE_SCRIPT)
                     self._client = client
         return self._client
 
@@ -140,7 +160,7 @@ class TopicStore:
             async with contextlib.AsyncExitStack() as stack:
                 with self._errors(call.topic):  # connected: nothing is sent yet
                     connection = await stack.enter_async_context(
-                        checkout(client, call.keys[0], redirect)
+                        checkout(client, call.topic_key, redirect)
                     )
                 with self._errors(call.topic, write=True):
                     try:
@@ -267,17 +287,18 @@ class TopicStore:
         client = await self._redis()
         nodes = subscription_nodes(client, self._subscriptions)
         self._subscriptions += 1
+        channel = self._keys.channel
         if not nodes:
-            async with self._subscribed(client.pubsub()) as subscription:
-                yield subscription
+            async with self._subscribed(client.pubsub(), channel) as pubsub:
+                yield Subscription(pubsub, self.url, self._report)
             return
         with self._errors():
             await client.nodes_manager.initialize()  # type: ignore[union-attr]
         for index, node in enumerate(nodes):
             stack = contextlib.AsyncExitStack()
             try:
-                subscription = await stack.enter_async_context(
-                    self._subscribed(client.pubsub(node=node))
+                pubsub = await stack.enter_async_context(
+                    self._subscribed(client.pubsub(node=node), channel)
                 )
             except RedisUnavailableError as exc:
                 await stack.aclose()
@@ -286,23 +307,141 @@ class TopicStore:
                 log.warning("cannot subscribe on cluster node %s: %s", node.name, exc.reason)
                 continue
             async with stack:
-                yield subscription
+                yield Subscription(pubsub, self.url, self._report)
             return
 
     @contextlib.asynccontextmanager
-    async def _subscribed(self, pubsub: redis.asyncio.client.PubSub) -> AsyncIterator[Subscription]:
+    async def keyevents(self, *events: str) -> AsyncIterator[KeyEvents]:
+        """Subscribe to the keyspace events ``events`` (``hset``...) of the URL's database.
+
+        One server only: raises RedisRefusedError on a cluster, whose nodes each announce
+        their own keys. Yields once Redis has confirmed; the connection is closed on exit.
+        """
+        client = await self._redis()
+        if not isinstance(client, redis.asyncio.Redis):
+            raise RedisRefusedError(self.url, "keyspace events are per node on a cluster")
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        channels = [f"__keyevent@{db}__:{event}" for event in events]
+        async with self._subscribed(client.pubsub(), *channels) as pubsub:
+            yield KeyEvents(pubsub, self.url)
+
+    @contextlib.asynccontextmanager
+    async def _subscribed(
+        self, pubsub: redis.asyncio.client.PubSub, *channels: str
+    ) -> AsyncIterator[redis.asyncio.client.PubSub]:
         try:
             with self._errors():
-                await pubsub.subscribe(self._keys.channel)
-                while True:
+                await pubsub.subscribe(*channels)
+                confirmed = 0
+                while confirmed < len(channels):
                     message = await pubsub.get_message(timeout=self._timeout)
                     if message is None:
                         raise RedisUnavailableError(self.url, "SUBSCRIBE was not confirmed")
                     if message["type"] == "subscribe":
-                        break
-            yield Subscription(pubsub, self.url, self._report)
+                        confirmed += 1
+            yield pubsub
         finally:
             await pubsub.aclose()
+
+    async def config_get(self, name: str) -> str:
+        """A server setting (``CONFIG GET``); RedisRefusedError when CONFIG is refused."""
+        client = await self._redis()
+        with self._errors():
+            reply = await client.config_get(name)
+        value = reply.get(name) if isinstance(reply, dict) else None
+        if not isinstance(value, str):
+            raise RedisRefusedError(self.url, f"CONFIG GET {name} answered {reply!r:.80}")
+        return value
+
+    async def config_set(self, name: str, value: str) -> None:
+        """Change a server setting (``CONFIG SET``); RedisRefusedError when refused."""
+        client = await self._redis()
+        with self._errors():
+            await client.config_set(name, value)
+
+    async def hash_keys(self, limit: int) -> tuple[list[bytes], bool]:
+        """Names of the hashes in Redis (every master of a cluster), at most ``limit`` of
+        them, and whether there were more."""
+        client = await self._redis()
+        found: dict[bytes, None] = {}  # SCAN may return a key twice
+        with self._errors():
+            scan = client.scan_iter(count=5 * _SCAN_BATCH, _type="hash")
+            async with contextlib.aclosing(scan) as keys:  # type: ignore[type-var]
+                async for key in keys:
+                    if key not in found and len(found) >= limit:
+                        return list(found), True
+                    found[key] = None
+        return list(found), False
+
+    async def legacy_reads(self, keys: Sequence[bytes]) -> list[LegacyRead]:
+        """Read each bare key that holds a hash of the 2014 tool and claim its content.
+
+        One round trip for all. Per key: None (no such hash), a LegacySkip, a LegacyFrame
+        claimed for this caller (who must ``legacy_settle`` it), or the CorruptTopicError it
+        is refused for (``invalid_topic`` for a name that is no topic name; the store does
+        not count these: the caller does). Refused content stays claimed, so each content is
+        refused once. Raises RedisUnavailableError / RedisRefusedError for Redis failures.
+        """
+        client = await self._redis()
+        limit = self._max_image_bytes + FIELDS_BYTES
+        hold_ms = int(2000 * self._timeout) + 1000  # longer than any publish may take
+        names = [_legacy_topic(key) for key in keys]
+        calls = [
+            legacy_read_call(self._keys, key, topic, limit, self._limits.ttl, hold_ms)
+            for key, (topic, _) in zip(keys, names, strict=True)
+        ]
+        with self._errors():
+            replies = await self._pipelined(client, calls)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:  # not run, so nothing was claimed: load the script and run those again
+                await client.script_load(LEGACY_READ_SCRIPT)
+                again = await self._pipelined(client, [calls[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+        found: list[LegacyRead] = []
+        for key, (topic, problem), reply in zip(keys, names, replies, strict=True):
+            name = key.decode(errors="replace")
+            try:
+                if isinstance(reply, Exception):
+                    with self._errors(name):
+                        raise reply
+                if topic is None:
+                    if reply is not None:
+                        raise CorruptTopicError(name, "invalid_topic", problem)
+                    found.append(None)
+                    continue
+                found.append(await self._legacy_parse(topic, reply))
+            except CorruptTopicError as exc:
+                found.append(exc)
+        return found
+
+    async def _legacy_parse(self, topic: str, reply: Any) -> LegacyFrame | LegacySkip | None:
+        try:
+            with self._refused(topic, report=False):
+                return parse_legacy(topic, reply, self._max_image_bytes)
+        except CorruptTopicError:
+            claim = pending_claim(reply)
+            if claim is not None:  # refused: settled as done, so it is refused once
+                await self._send_settle(topic, claim, done=True)
+            raise
+
+    async def legacy_settle(self, frame: LegacyFrame, done: bool) -> None:
+        """End the claim of ``frame``: ``done`` (published, or refused) keeps it, so the same
+        content is not published again; else it is dropped so that a later read retries."""
+        await self._send_settle(frame.topic, frame.claim, done)
+
+    async def _send_settle(self, topic: str, claim: str, done: bool) -> None:
+        call = legacy_settle_call(self._keys, topic, claim, self._limits.ttl, done)
+        await self._redis()
+        assert self._legacy_settle is not None
+        with self._errors(topic):
+            await self._legacy_settle(keys=call.keys, args=call.args)
+
+    async def _pipelined(self, client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command(*call.command(LEGACY_READ_SCRIPT))
+            return list(await pipe.execute(raise_on_error=False))
 
     async def aclose(self) -> None:
         if self._client is not None and self._client is not self._plain:
@@ -322,25 +461,60 @@ class TopicStore:
         self._problems.warning(kind, key, str(error))
 
     @contextlib.contextmanager
-    def _refused(self, topic: str) -> Iterator[None]:
-        # Counts and logs data refused while parsing; a shape the parsers did not foresee
-        # (ValueError, TypeError...) is bad data too, never a crash of the caller.
+    def _refused(self, topic: str, report: bool = True) -> Iterator[None]:
+        # Counts and logs data refused while parsing (unless ``report`` is off: the caller
+        # does); a shape the parsers did not foresee (ValueError, TypeError...) is bad data
+        # too, never a crash of the caller.
         try:
             yield
         except CorruptTopicError as exc:
-            self._report(exc)
+            if report:
+                self._report(exc)
             raise
         except UnexpectedReplyError as exc:
             raise RedisUnavailableError(self.url, str(exc)) from exc
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             error = CorruptTopicError(topic, "invalid_field", f"unreadable: {exc!r:.200}")
-            self._report(error)
+            if report:
+                self._report(error)
             raise error from exc
 
     def _errors(
         self, topic: str = "", write: bool = False
     ) -> contextlib.AbstractContextManager[None]:
         return redis_errors(self.url, topic=topic, write=write)
+
+
+def _legacy_topic(key: bytes) -> tuple[str | None, str]:
+    """The topic a bare key names, else None and why it names none."""
+    try:
+        return validate_topic(key.decode()), ""
+    except UnicodeDecodeError:
+        return None, f"key {key[:200]!r} is not UTF-8"
+    except InvalidNameError as exc:
+        return None, str(exc)
+
+
+class KeyEvents:
+    """The keyspace events of a confirmed ``TopicStore.keyevents`` subscription."""
+
+    def __init__(self, pubsub: redis.asyncio.client.PubSub, url: str) -> None:
+        self._pubsub = pubsub
+        self._url = url
+
+    async def receive(self) -> tuple[str, bytes]:
+        """The next event's name (``hset``...) and key. Raises RedisUnavailableError when
+        the connection is lost. Cancelling is safe."""
+        while True:
+            with redis_errors(self._url):
+                message = await self._pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            if message["type"] == "unsubscribe":
+                raise RedisUnavailableError(self._url, "the server ended the subscription")
+            channel, key = message["channel"], message["data"]
+            if message["type"] == "message" and isinstance(key, bytes):
+                return channel.rpartition(b":")[2].decode(errors="replace"), key
 
 
 class Subscription:
