@@ -23,6 +23,7 @@ from elog_stream import (
     InvalidNameError,
     Publisher,
     RedisUnavailableError,
+    SettingsError,
     TopicNotFoundError,
 )
 from elog_stream.config import Settings
@@ -252,3 +253,17 @@ async def test_aclose_sends_what_the_rate_limit_holds(settings: Settings) -> Non
     assert publisher.sent == {"rate/held": 2} and publisher.dropped == {"rate/held": 1}
     async with AsyncPublisher(settings.redis_url, prefix=settings.prefix) as reader:
         assert (await reader.grab("rate/held")).data == png("third")
+
+
+def test_max_rate_comes_from_the_environment_too(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ELOG_MAX_RATE", "0")
+    with pytest.raises(SettingsError, match="ELOG_MAX_RATE='0': expected a number > 0"):
+        Publisher(settings.redis_url)
+    monkeypatch.setenv("ELOG_MAX_RATE", "0.01")
+    with Publisher(settings.redis_url, prefix=settings.prefix) as publisher:
+        assert publisher.publish("env/rate", "e", png("1")) == 1
+        assert publisher.publish("env/rate", "e", png("2")) is None  # held for 100 s
+        assert publisher.pending == 1
+    assert publisher.sent == {"env/rate": 2}  # close() sent it
