@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     allowed_origins: _List = Field((), description="origins, comma-separated")
     publish_rate: float = Field(20.0, gt=0, description="a number > 0 (per second)")
     publish_burst: int = Field(40, ge=1, description="an integer >= 1")
+    # Publishers: frames per second per topic; a publish sooner is held, the newest wins.
+    max_rate: float | None = Field(None, gt=0, description="a number > 0 (frames per second)")
     # Whose X-Forwarded-For/-Proto are believed: IP addresses or networks; none by default.
     trusted_proxies: _List = Field((), description="IP addresses or CIDR networks, comma-separated")
     session_max_age: _Seconds = 43200.0  # how long a browser login lasts
@@ -148,7 +150,13 @@ class Settings(BaseSettings):
         return Limits(self.ttl, self.history_length, self.history_bytes)
 
     @field_validator(
-        "redis_url", "data_dir", "experiment", "view_token", "publish_token", mode="before"
+        "redis_url",
+        "data_dir",
+        "experiment",
+        "view_token",
+        "publish_token",
+        "max_rate",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
