@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .colormap import colored
 from .errors import ImageTooLargeError, InvalidImageError
 
 if TYPE_CHECKING:
@@ -205,15 +206,7 @@ def _to_pil(array: numpy.ndarray, encoding: Encoding) -> Any:
     from PIL import Image
 
     if array.ndim == 2:
-        from matplotlib import colormaps
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.colors import Normalize
-
-        data = numpy.ma.masked_invalid(array.astype(numpy.float64, copy=False))
-        norm = Normalize(encoding.vmin, encoding.vmax)
-        colormap = colormaps[encoding.cmap] if encoding.cmap else None
-        rgba = ScalarMappable(norm, colormap).to_rgba(data, bytes=True)
-        return Image.fromarray(numpy.ascontiguousarray(rgba), "RGBA")
+        return colored(array, encoding.cmap, encoding.vmin, encoding.vmax)
     if array.dtype != numpy.uint8:
         # As imshow: floats are 0-1, integers 0-255; out-of-range values are clipped.
         scale = 255.0 if array.dtype.kind == "f" else 1.0

@@ -175,3 +175,23 @@ async def test_async_publisher_and_viewer_get_an_array(
         header, received = await receive_image(ws, "async/array")
     assert header["content_type"] == "image/webp"
     assert Image.open(io.BytesIO(received)).size == (64, 48)
+
+
+@pytest.mark.parametrize("cmap", ["viridis", "gray", "tab10", "coolwarm"])
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_colormapped_pixels_are_exactly_those_of_imshow(
+    publisher: Publisher, cmap: str, with_nan: bool
+) -> None:
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    rng = numpy.random.default_rng(3)
+    data = rng.normal(0, 1, size=(64, 96))  # every colour of the map, and out of range
+    data[0, :3] = [numpy.inf, -numpy.inf, 1.5]
+    if with_nan:
+        data[5:9, 5:9] = numpy.nan
+    publisher.publish("exact", "e", data, cmap=cmap, vmin=-1, vmax=1.5)
+    expected = ScalarMappable(Normalize(-1, 1.5), cmap).to_rgba(
+        numpy.ma.masked_invalid(data), bytes=True
+    )
+    assert numpy.array_equal(numpy.asarray(stored(publisher, "exact").convert("RGBA")), expected)
