@@ -6,9 +6,9 @@ complete one through ``Feed.publish`` under the same topic name, so it gets a se
 and the normal notification. It finds them
 
 - by keyspace notifications where ``CONFIG SET notify-keyspace-events`` is allowed (flags are
-  only ever added, never removed): an ``hset`` on T (re)starts a settle delay, the ``expire``
-  that ends an old write reads T at once; and a scan every ``reconcile_interval`` catches what
-  a lost event missed;
+  only ever added, never removed): an ``hset`` on T (re)starts a settle delay (up to
+  MAX_WAIT after its first event), the ``expire`` that ends an old write reads T at once;
+  and a scan every ``reconcile_interval`` catches what a lost event missed;
 - else (CONFIG refused, Redis Cluster) by a bounded scan every ``legacy_scan_interval``.
 
 Each content is claimed in Redis before it is published (``protocol.LEGACY_READ_SCRIPT``), so
@@ -48,10 +48,14 @@ SETTLE = 0.2
 # The same for a key whose writer was seen ending its writes with EXPIRE (as the 2014 tool
 # does): its EXPIRE triggers the read, this only covers a writer stopped mid-write.
 EXPIRE_WAIT = 5.0
+# However often a key is written, it is read at most this long (or its own delay, if longer)
+# after its first event since its last read: a writer that never pauses is still seen.
+MAX_WAIT = 1.0
 MAX_SCAN_KEYS = 10_000  # hashes looked at per scan
 MAX_PENDING = 10_000  # keys waiting to be read; further events are left to the next scan
 _MAX_REMEMBERED = 10_000  # keys remembered as ending with EXPIRE, or as invalid names
-_BATCH = 200  # keys read per round trip by a scan
+_BATCH = 200  # keys read per round trip
+_SCAN_REST = 4  # a scan waits at least this many times as long as it took before the next
 NOTIFY_SETTING = "notify-keyspace-events"
 NEEDED_FLAGS = "Egh"  # keyevent channels, hash commands (hset), generic commands (expire)
 _ALL_FLAGS = "g$lshzxetd"  # what the flag 'A' stands for
@@ -81,8 +85,9 @@ class LegacyBridge:
         self._stats = stats
         self._scan_interval = scan_interval
         self._reconcile_interval = reconcile_interval
-        # Keys to read and when (monotonic); the heap orders them, stale entries skipped.
-        self._due: dict[bytes, float] = {}
+        # Keys to read: when, and the latest they may be put off to (monotonic); the heap
+        # orders them by when, stale entries skipped.
+        self._due: dict[bytes, tuple[float, float]] = {}
         self._heap: list[tuple[float, int, bytes]] = []
         self._order = itertools.count()
         self._wake = asyncio.Event()
@@ -154,7 +159,9 @@ class LegacyBridge:
         return None
 
     async def _listen(self, events: KeyEvents) -> None:
-        while True:
+        for n in itertools.count():
+            if n % 64 == 0:  # a flood of events is read without ever suspending: let others run
+                await asyncio.sleep(0)
             event, key = await events.receive()
             if not self._candidate(key):
                 continue
@@ -176,26 +183,34 @@ class LegacyBridge:
                 "legacy_backlog", "", f"over {MAX_PENDING} keys waiting; the next scan reads them"
             )
             return
-        due = time.monotonic() + delay
-        self._due[key] = due
+        now = time.monotonic()
+        _, latest = self._due.get(key, (None, now + max(delay, MAX_WAIT)))
+        due = min(now + delay, latest)
+        self._due[key] = due, latest
         heapq.heappush(self._heap, (due, next(self._order), key))
         if len(self._heap) > 2 * len(self._due) + 64:  # mostly stale entries: rebuild
-            self._heap = [(d, next(self._order), k) for k, d in self._due.items()]
+            self._heap = [(d, next(self._order), k) for k, (d, _) in self._due.items()]
             heapq.heapify(self._heap)
         self._wake.set()
 
-    async def _next_due(self) -> bytes:
+    async def _next_due(self) -> list[bytes]:
+        """The keys due now (at most _BATCH), once there are any."""
         while True:
-            while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
-                heapq.heappop(self._heap)  # rescheduled since
+            keys: list[bytes] = []
             wait = None
-            if self._heap:
+            while self._heap and len(keys) < _BATCH:
                 due, _, key = self._heap[0]
+                if self._due.get(key, (None,))[0] != due:
+                    heapq.heappop(self._heap)  # rescheduled since
+                    continue
                 wait = due - time.monotonic()
-                if wait <= 0:
-                    heapq.heappop(self._heap)
-                    del self._due[key]
-                    return key
+                if wait > 0:
+                    break
+                heapq.heappop(self._heap)
+                del self._due[key]
+                keys.append(key)
+            if keys:
+                return keys
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
@@ -203,10 +218,11 @@ class LegacyBridge:
 
     async def _work(self) -> None:
         while True:
-            await self._read([await self._next_due()])
+            await self._read(await self._next_due())
 
     async def _scan_every(self, interval: float, backoff: Backoff, recheck: bool) -> None:
         while True:
+            started = time.monotonic()
             keys, more = await self._store.hash_keys(MAX_SCAN_KEYS)
             if more:
                 self._log.warning(
@@ -219,7 +235,8 @@ class LegacyBridge:
             for start in range(0, len(found), _BATCH):
                 await self._read(found[start : start + _BATCH])
             backoff.reset()
-            await asyncio.sleep(interval)
+            # Hashing every big hash keeps Redis busy: scans take at most 1/(1 + _SCAN_REST).
+            await asyncio.sleep(max(interval, _SCAN_REST * (time.monotonic() - started)))
             if recheck:  # someone may have turned them off (or Redis restarted)
                 refused = await self._enable_notifications()
                 if refused is not None:

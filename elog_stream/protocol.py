@@ -235,7 +235,8 @@ return {'ok', redis.call('PTTL', KEYS[1]), redis.call('HMGET', KEYS[1], unpack(A
 # How the service reads a hash written by the 2014 tool (bare key T: experiment, description,
 # pngimage, no seq) and claims its content, so that of several services exactly one publishes
 # each content once (docs/protocol.md, "Hashes written by the 2014 tool"). Bounded like
-# READ_SCRIPT: content over the limit is claimed (refused once) but not transferred.
+# READ_SCRIPT: content over the limit is claimed by its sizes (refused once), neither
+# transferred nor hashed.
 LEGACY_READ_SCRIPT = """\
 -- elog-stream legacy read (protocol v1): a hash of the 2014 tool, claimed once per content.
 -- KEYS[1] the bare key T    KEYS[2] its claim {prefix}legacy:{T}; without it, only a probe
@@ -244,8 +245,9 @@ LEGACY_READ_SCRIPT = """\
 -- T is such a hash when it holds a pngimage field and no seq field (ours have a seq).
 -- Returns nil when it is not; {'legacy'} for a probe; {'busy'} while another service
 -- publishes T; {'same'} when this content was claimed before; {'size', <bytes>} over the
--- limit (claimed, so refused once); else {'ok', <sum>, {experiment, description, pngimage}}
--- with the claim held as 'pending:<sum>' until the service settles it.
+-- limit (claimed by its sizes alone, so refused once, and never copied nor hashed); else
+-- {'ok', <sum>, {experiment, description, pngimage}} with the claim held as 'pending:<sum>'
+-- until the service settles it. A 'pending:' claim without expiry is no service's: ignored.
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return nil end
 if redis.call('HEXISTS', KEYS[1], 'seq') == 1
     or redis.call('HEXISTS', KEYS[1], 'pngimage') == 0 then
@@ -253,20 +255,28 @@ if redis.call('HEXISTS', KEYS[1], 'seq') == 1
 end
 if #KEYS == 1 then return {'legacy'} end
 local claim = redis.call('GET', KEYS[2])
-if claim and string.sub(claim, 1, 8) == 'pending:' then return {'busy'} end
-local values = redis.call('HMGET', KEYS[1], 'experiment', 'description', 'pngimage')
-local text, size = {}, 0
+if claim and string.sub(claim, 1, 8) == 'pending:' and redis.call('PTTL', KEYS[2]) > 0 then
+  return {'busy'}
+end
+local fields, sizes, size = {'experiment', 'description', 'pngimage'}, {}, 0
+for i = 1, 3 do
+  sizes[i] = redis.call('HSTRLEN', KEYS[1], fields[i])
+  size = size + sizes[i]
+end
+if size > tonumber(ARGV[1]) then
+  local sum = redis.sha1hex('size:' .. table.concat(sizes, ':'))
+  if claim == sum then return {'same'} end
+  redis.call('SET', KEYS[2], sum, 'EX', ARGV[2])
+  return {'size', size}
+end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+local text = {}
 for i = 1, 3 do
   local value = values[i] or ''
-  size = size + string.len(value)
   text[i] = string.len(value) .. ':' .. value
 end
 local sum = redis.sha1hex(table.concat(text))
 if claim == sum then return {'same'} end
-if size > tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], sum, 'EX', ARGV[2])
-  return {'size', size}
-end
 redis.call('SET', KEYS[2], 'pending:' .. sum, 'PX', ARGV[3])
 return {'ok', sum, values}
 """
