@@ -211,7 +211,9 @@ class Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         # uvicorn re-raises every signal it caught once shut down, so SIGTERM would end the
         # process by that signal; service managers send SIGTERM to stop a service, and a clean
-        # stop then exits 0. SIGINT is re-raised: KeyboardInterrupt, exit status 130.
+        # stop then exits 0. SIGINT ends in KeyboardInterrupt (exit status 130), raised here:
+        # re-sent, asyncio's runner turns it into a cancellation of the main task, which a task
+        # finishing at that moment never sees, and the process exited 0 (seen in a full run).
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -227,6 +229,8 @@ class Server(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if signal.SIGINT in caught:
+            raise KeyboardInterrupt
         for number in reversed(caught):
             if number != signal.SIGTERM:
                 signal.raise_signal(number)
