@@ -235,7 +235,9 @@ def test_retry_now_visibility_and_online_reconnect_at_once(settings, publisher, 
         publisher.publish("exp/a", "exp", png("a2"))
         expect(page.locator('#grid a.card[data-topic="exp/a"] .card-seq')).to_have_text("#2")
 
-    assert len({id(ws) for ws in answered}) == 4, "one connection per reconnect, none for a visible live tab"
+    assert len({id(ws) for ws in answered}) == 4, (
+        "one connection per reconnect, none for a visible live tab"
+    )
 
 
 @pytest.mark.parametrize(
