@@ -26,6 +26,22 @@ export function clockTime(unixSeconds) {
   return localTime(unixSeconds).slice(11);
 }
 
+/** A duration in ms for "usual every …": "0.2 s", "1 s", "12 s", "5 min", "1.5 h". */
+export function interval(ms) {
+  const short = (n) => String(Number(n.toFixed(1)));
+  const seconds = ms / 1000;
+  if (seconds < 10) return `${short(Math.max(seconds, 0.1))} s`;
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${short(seconds / 60)} min`;
+  return `${short(seconds / 3600)} h`;
+}
+
+/** "14:01:08" for a time today, else "2025-11-25 14:01:08" (local time). */
+export function shortTime(unixSeconds, nowMs = Date.now()) {
+  const full = localTime(unixSeconds);
+  return full.slice(0, 10) === localTime(nowMs / 1000).slice(0, 10) ? full.slice(11) : full;
+}
+
 export function isoTime(unixSeconds) {
   return new Date(unixSeconds * 1000).toISOString();
 }

@@ -1,9 +1,7 @@
 // The live grid: one card per topic, images swapped in only once decoded.
 
-import { ago, isoTime, localTime } from './format.js';
-
-// Older than this and a card is drawn as stale (the publisher may have stopped).
-const STALE_SECONDS = 300;
+import { ago, interval, isoTime, localTime, shortTime } from './format.js';
+import { Freshness, LATE, LIVE, OFFLINE, STALE } from './freshness.js';
 
 const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
 
@@ -24,8 +22,11 @@ export function altText(header) {
  */
 class Card {
   #token = 0;
+  #judge;
 
-  constructor(topic, href) {
+  /** `judge(card, now)` says how fresh the card is: {state, usualMs} (see freshness.js). */
+  constructor(topic, href, judge) {
+    this.#judge = judge;
     this.topic = topic;
     this.header = null;
     this.url = null;
@@ -46,8 +47,14 @@ class Card {
     this.seq = element('span', 'card-seq');
     meta.append(this.experiment, this.seq);
     this.description = element('p', 'card-description');
+    // When: the exact time, how long ago, and a badge when late, stale or offline.
+    const when = element('p', 'card-when');
+    this.clock = element('time', 'card-clock');
     this.updated = element('time', 'card-updated');
-    body.append(this.title, meta, this.description, this.updated);
+    this.badge = element('span', 'card-badge');
+    this.badge.hidden = true;
+    when.append(this.clock, this.updated, this.badge);
+    body.append(this.title, meta, this.description, when);
     this.link.append(this.media, body);
     this.item.append(this.link);
   }
@@ -102,6 +109,8 @@ class Card {
     this.link.setAttribute('aria-label', `${header.topic}, experiment ${header.experiment}`);
     this.updated.dateTime = isoTime(header.updated_at);
     this.updated.title = localTime(header.updated_at);
+    this.clock.dateTime = this.updated.dateTime;
+    this.clock.title = this.updated.title;
     this.tick(Date.now());
   }
 
@@ -114,12 +123,21 @@ class Card {
     });
   }
 
+  /** Redraw the times and the freshness state. */
   tick(now) {
     if (!this.header) return;
-    const text = `updated ${ago(this.header.updated_at, now)}`;
+    const { state, usualMs } = this.#judge(this, now);
     // Compared first: a wall screen of many cards should not re-lay out text every second.
-    if (this.updated.textContent !== text) this.updated.textContent = text;
-    this.item.classList.toggle('card-stale', now / 1000 - this.header.updated_at > STALE_SECONDS);
+    const set = (node, text) => {
+      if (node.textContent !== text) node.textContent = text;
+    };
+    set(this.clock, shortTime(this.header.updated_at, now));
+    set(this.updated, `updated ${ago(this.header.updated_at, now)}`);
+    if (this.item.dataset.state !== state) this.item.dataset.state = state;
+    const usual = usualMs === null ? '' : ` · usual every ${interval(usualMs)}`;
+    const badge = { [LATE]: `late${usual}`, [STALE]: `stale${usual}`, [OFFLINE]: 'offline' };
+    set(this.badge, badge[state] ?? '');
+    this.badge.hidden = state === LIVE;
   }
 
   destroy() {
@@ -135,6 +153,8 @@ export class Grid {
   #list;
   #cards = new Map();
   #filter = null;
+  #freshness = new Freshness();
+  #offline = false;
   #hrefFor;
   #onSwap;
 
@@ -178,11 +198,12 @@ export class Grid {
   async upsert(header, blob) {
     let card = this.#cards.get(header.topic);
     if (!card) {
-      card = new Card(header.topic, this.#hrefFor(header.topic));
+      card = new Card(header.topic, this.#hrefFor(header.topic), (c, now) => this.#judge(c, now));
       this.#insertSorted(card);
       this.#cards.set(header.topic, card);
     }
     card.experimentName = header.experiment;
+    this.heard(header);
     this.#applyFilter(card);
     if (await card.show(header, blob)) this.#onSwap(card);
   }
@@ -199,6 +220,7 @@ export class Grid {
   }
 
   remove(topic) {
+    this.#freshness.forget(topic); // heard of while paused, its card may not exist yet
     const card = this.#cards.get(topic);
     if (!card) return false;
     card.destroy();
@@ -225,6 +247,27 @@ export class Grid {
     const names = new Set();
     for (const card of this.#cards.values()) names.add(card.experimentName);
     return names;
+  }
+
+  /**
+   * An update of `header.topic` arrived, shown or not (a paused page holds it back): it
+   * proves the topic alive and teaches its usual interval. Repeats of a seq are ignored.
+   */
+  heard(header) {
+    this.#freshness.note(header);
+  }
+
+  /** While the service is unreachable every card says offline, whatever its rhythm. */
+  setOffline(offline) {
+    if (offline === this.#offline) return;
+    this.#offline = offline;
+    const now = Date.now();
+    for (const card of this.#cards.values()) card.tick(now);
+  }
+
+  #judge(card, now) {
+    if (this.#offline) return { state: OFFLINE, usualMs: null };
+    return this.#freshness.judge(card.topic, card.header.updated_at, now);
   }
 
   tick() {

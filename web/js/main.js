@@ -4,6 +4,7 @@ import { getJson, goToLogin } from './api.js';
 import { Filter, fillExperiments } from './filter.js';
 import { FocusView } from './focus.js';
 import { Grid } from './grid.js';
+import { OutageBanner } from './outage.js';
 import { themeButton } from './theme.js';
 import { LIVE, LiveSocket, OFFLINE, RECONNECTING } from './socket.js';
 import { readView, socketUrl, topicsUrl, viewHref, writeView } from './urls.js';
@@ -66,6 +67,7 @@ function viewOf(topic = focus.topic) {
 // --- data from the socket -------------------------------------------------------------------
 
 function receive(header, blob) {
+  grid.heard(header); // the topic is alive even when paused: its card is not late
   if (paused) {
     held.set(header.topic, { header, blob });
     render();
@@ -242,11 +244,12 @@ ui.pause.addEventListener('click', () => {
 let retryAt = 0;
 let offlineReason = '';
 
-function showStatus(state, { retryInMs = 0, reason = '' } = {}) {
+function showStatus(state, { retryInMs = 0, reason = '', since = 0 } = {}) {
   connection = state;
   retryAt = retryInMs ? Date.now() + retryInMs : 0;
   offlineReason = reason;
   ui.status.dataset.state = state;
+  showOutage(state, since, retryInMs);
   const label = { [LIVE]: 'Live', [RECONNECTING]: 'Reconnecting…', [OFFLINE]: 'Offline' }[state];
   ui.statusText.textContent = reason ? `${label}: ${reason}` : (label ?? 'Connecting…');
   ui.status.disabled = state === LIVE;
@@ -267,6 +270,18 @@ function tickStatus() {
 }
 
 ui.status.addEventListener('click', () => socket.reconnectNow());
+
+// --- outage: banner, dimmed cards -----------------------------------------------------------
+
+const outage = new OutageBanner($('outage'), { onRetry: () => socket.reconnectNow() });
+
+function showOutage(state, since, retryInMs) {
+  // The wait before the next attempt, for tests and the curious (0: an attempt is under way).
+  ui.status.dataset.retryInMs = String(Math.round(retryInMs));
+  grid.setOffline(state === OFFLINE);
+  if (state === OFFLINE) outage.show({ since, retryAt, reason: offlineReason });
+  else outage.hide();
+}
 
 // --- rendering of the header counts and empty state ------------------------------------------
 
@@ -309,6 +324,7 @@ setInterval(() => {
   grid.tick();
   focus.tick();
   tickStatus();
+  outage.tick();
 }, 1000);
 
 setInterval(() => {

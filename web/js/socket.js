@@ -12,18 +12,34 @@ export const OFFLINE = 'offline';
 export const CLOSE_UNAUTHORIZED = 4401;
 export const CLOSE_FORBIDDEN_ORIGIN = 4403;
 
-const MIN_DELAY_MS = 500;
-const MAX_DELAY_MS = 30_000;
-const CONNECT_TIMEOUT_MS = 10_000;
+// Reconnecting, by construction:
+// - After a failed attempt the next one waits a delay doubling from MIN_DELAY_MS up to
+//   MAX_DELAY_MS, with "equal jitter" (between half the step and the step), so a service that
+//   answers again is found within MAX_DELAY_MS (1.5 s) plus one handshake: recovery <= 2 s.
+// - A dead service that refuses connections (stopped, or a proxy answering 502) therefore gets
+//   at most one attempt per MAX_DELAY_MS / 2 (0.75 s) from each page, 1.125 s apart on average.
+// - An attempt that is not answered at all (a network black hole) is abandoned after
+//   CONNECT_TIMEOUT_MS and the next one starts at once: the attempt itself was the wait, so
+//   such a service gets one attempt per 3 s, and an answer that comes meanwhile is found when
+//   the kernel resends its SYN (1 s) or by the next attempt, within 2 s plus one handshake.
+// - The tab becoming visible, the network coming back, or "Retry now" connect at once.
+const MIN_DELAY_MS = 250;
+const MAX_DELAY_MS = 1_500;
+const CONNECT_TIMEOUT_MS = 3_000;
 // The server sends a heartbeat after 15 s without other traffic; this long without any frame
 // and the connection is taken for dead (a suspended laptop, a NAT that forgot it, ...).
 const SILENCE_LIMIT_MS = 40_000;
-// After this many failed attempts in a row the service is called offline (still retried).
-const OFFLINE_AFTER = 4;
+// Not connected for this long and the service is called offline (still retried); a blip
+// shorter than this (a replaced connection, a quick restart) shows only as "Reconnecting…".
+const OFFLINE_AFTER_MS = 2_000;
 
 /**
  * A self-healing WebSocket. Callbacks:
- *   onStatus(state, {retryInMs, reason})  state is LIVE, CONNECTING, RECONNECTING or OFFLINE
+ *   onStatus(state, {retryInMs, reason, since})
+ *                                         state is LIVE, CONNECTING, RECONNECTING or OFFLINE;
+ *                                         retryInMs the wait before the next attempt (0 while
+ *                                         one is under way); since the Date.now() at which the
+ *                                         page lost (or never had) its connection
  *   onSync(topics, current)               current is false while an answer to a later
  *                                         subscribe is still to come (the list is outdated)
  *   onImage(header, blob)                 blob typed with header.content_type
@@ -46,19 +62,26 @@ export class LiveSocket {
   #syncsDue = 0;
   #stopped = true;
   #connectedBefore = false;
+  #lostAt = 0; // Date.now() when the connection was lost; 0 while connected
+  #heardAt = 0;
 
   constructor(url, resume, callbacks) {
     this.#url = url;
     this.#resume = resume;
     this.#on = callbacks;
-    window.addEventListener('online', () => this.reconnectNow());
+    window.addEventListener('online', () => this.#wake());
     window.addEventListener('offline', () => {
       if (!this.#ws) this.#status(OFFLINE);
+    });
+    // Timers of a hidden tab are throttled (to once a minute after a while): catch up at once.
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') this.#wake();
     });
   }
 
   start() {
     this.#stopped = false;
+    this.#lostAt = Date.now();
     this.#connect();
   }
 
@@ -72,12 +95,27 @@ export class LiveSocket {
     return this.#ws?.readyState === WebSocket.OPEN;
   }
 
-  /** Retry at once instead of waiting out the backoff (e.g. the user clicked the indicator). */
+  /** Retry at once instead of waiting out the backoff (e.g. the user clicked "Retry now"). */
   reconnectNow() {
-    if (this.#ws) return;
+    if (this.#ws) return; // an attempt is under way (or connected)
     this.#stopped = false;
     clearTimeout(this.#retryTimer);
     this.#connect();
+  }
+
+  /**
+   * The tab became visible or the network came back: connect at once unless connected or
+   * trying, and replace a connection that went silent while its timers were throttled.
+   * A service that refused this page (stopped) is left alone; only a person retries it.
+   */
+  #wake() {
+    if (this.#stopped) return;
+    const ws = this.#ws;
+    if (ws?.readyState === WebSocket.OPEN && Date.now() - this.#heardAt > SILENCE_LIMIT_MS) {
+      this.#abandon(ws);
+    } else if (!ws) {
+      this.reconnectNow();
+    }
   }
 
   /** Send a subscribe message; false if not connected (the next connection's URL carries it). */
@@ -89,7 +127,7 @@ export class LiveSocket {
   }
 
   #connect() {
-    this.#status(this.#attempts ? RECONNECTING : CONNECTING);
+    this.#status(this.#attempts ? this.#retrying() : CONNECTING);
     const resuming = this.#connectedBefore;
     const url = new URL(this.#url());
     if (resuming) url.searchParams.set('resume', '1');
@@ -103,6 +141,7 @@ export class LiveSocket {
       if (ws !== this.#ws) return;
       clearTimeout(this.#connectTimer);
       this.#connectedBefore = true;
+      this.#lostAt = 0;
       // A resumed connection stays silent until told what the viewer holds.
       if (resuming) ws.send(JSON.stringify(this.#resume()));
       this.#heard(ws);
@@ -131,19 +170,20 @@ export class LiveSocket {
 
   /** Restart the silence countdown: any frame proves the connection is alive. */
   #heard(ws) {
+    this.#heardAt = Date.now();
     clearTimeout(this.#silenceTimer);
     this.#silenceTimer = setTimeout(() => this.#abandon(ws), SILENCE_LIMIT_MS);
   }
 
   /**
    * Give up on `ws` without waiting for its close handshake, which a dead connection never
-   * completes, and connect anew.
+   * completes, and connect anew at once: the attempt (or the silence) was the wait.
    */
   #abandon(ws) {
     if (ws !== this.#ws) return;
     this.#forget();
     ws.close();
-    if (!this.#stopped) this.#scheduleRetry();
+    if (!this.#stopped) this.#scheduleRetry({ now: true });
   }
 
   #forget() {
@@ -151,16 +191,16 @@ export class LiveSocket {
     clearTimeout(this.#silenceTimer);
     this.#ws = null;
     this.#header = null;
+    this.#lostAt ||= Date.now();
   }
 
-  #scheduleRetry() {
+  #scheduleRetry({ now = false } = {}) {
     this.#attempts += 1;
     const ceiling = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** (this.#attempts - 1));
     // "Equal jitter": never less than half the step, so a restarted service is not stormed
     // by every control-room screen at the same instant.
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-    const offline = navigator.onLine === false || this.#attempts > OFFLINE_AFTER;
-    this.#status(offline ? OFFLINE : RECONNECTING, { retryInMs: delay });
+    const delay = now ? 0 : ceiling / 2 + Math.random() * (ceiling / 2);
+    this.#status(this.#retrying(), { retryInMs: delay });
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
   }
 
@@ -214,7 +254,13 @@ export class LiveSocket {
     }
   }
 
+  /** The state while not connected: OFFLINE once that has lasted, else RECONNECTING. */
+  #retrying() {
+    const long = Date.now() - this.#lostAt >= OFFLINE_AFTER_MS;
+    return navigator.onLine === false || long ? OFFLINE : RECONNECTING;
+  }
+
   #status(state, detail = {}) {
-    this.#on.onStatus(state, detail);
+    this.#on.onStatus(state, { since: this.#lostAt, ...detail });
   }
 }
