@@ -16,6 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 from .auth import Access, AccessPolicy, needs
 from .errors import ElogError, ImageTooLargeError, InvalidNameError
 from .images import CONTENT_TYPES
+from .previews import MAX_WIDTH, MIN_WIDTH, PreviewRefusedError
 from .protocol import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, validate_topic
 from .records import TopicImage
 from .service import Service
@@ -127,6 +128,16 @@ _READ_ERRORS: dict[int | str, dict[str, Any]] = {404: {}, 409: {}, 503: {}}
 _IMAGE_CONTENT: dict[str, Any] = {"content": {content_type: {} for content_type in CONTENT_TYPES}}
 
 
+MaxWidth = Annotated[
+    int | None,
+    Query(
+        ge=MIN_WIDTH,
+        le=MAX_WIDTH,
+        description="a preview at most this many pixels wide (aspect kept, never upscaled)",
+    ),
+]
+
+
 async def _current(service: Service, topic: str) -> TopicImage:
     """The topic's current image: from memory, else from Redis (a publish seconds old)."""
     try:
@@ -159,16 +170,18 @@ async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
 @router.get(
     "/api/topics/{topic:topic}/history/{seq:seq}/image",
     response_class=Response,
-    responses={200: _IMAGE_CONTENT, 304: {}, **_READ_ERRORS},
+    responses={200: _IMAGE_CONTENT, 304: {}, 422: {}, **_READ_ERRORS},
     dependencies=needs(Access.VIEW),
 )
-async def history_image(topic: str, seq: int, request: Request, service: ServiceDep) -> Response:
-    """One kept image of the topic, by sequence number."""
+async def history_image(
+    topic: str, seq: int, request: Request, service: ServiceDep, max_width: MaxWidth = None
+) -> Response:
+    """One kept image of the topic, by sequence number; with ``max_width``, a preview."""
     current = await _current(service, topic)
     image = current if current.seq == seq else await service.store.history_image(topic, seq)
     if image is None:
         raise HTTPException(404, f"image {seq} of topic {topic!r} is not kept")
-    return _image_response(request, image)
+    return await _image_response(request, service, image, max_width)
 
 
 @router.head(
@@ -177,20 +190,37 @@ async def history_image(topic: str, seq: int, request: Request, service: Service
 @router.get(
     "/api/topics/{topic:topic}/image",
     response_class=Response,
-    responses={200: _IMAGE_CONTENT, 304: {}, **_READ_ERRORS},
+    responses={200: _IMAGE_CONTENT, 304: {}, 422: {}, **_READ_ERRORS},
     dependencies=needs(Access.VIEW),
 )
-async def topic_image(topic: str, request: Request, service: ServiceDep) -> Response:
-    """The topic's current image; ETag is its digest, so unchanged images answer 304."""
-    return _image_response(request, await _current(service, topic))
+async def topic_image(
+    topic: str, request: Request, service: ServiceDep, max_width: MaxWidth = None
+) -> Response:
+    """The topic's current image; ETag is its digest, so unchanged images answer 304.
+
+    With ``max_width``, a preview at most that wide (made once per image and width, cached);
+    422 for an image of too many pixels to preview.
+    """
+    return await _image_response(request, service, await _current(service, topic), max_width)
 
 
-def _image_response(request: Request, image: TopicImage) -> Response:
+async def _image_response(
+    request: Request, service: Service, image: TopicImage, max_width: int | None
+) -> Response:
     # The type comes from the image's magic bytes (records.py), never from what Redis says.
-    headers = {"ETag": f'"{image.digest}"', "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") in (headers["ETag"], image.digest):
+    # A preview is a function of the image and the width: its ETag says both.
+    tag = image.digest if max_width is None else f"{image.digest}.w{max_width}"
+    headers = {"ETag": f'"{tag}"', "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") in (headers["ETag"], tag):
         return Response(status_code=304, headers=headers)
-    return Response(image.data, media_type=image.content_type, headers=headers)
+    if max_width is None:
+        return Response(image.data, media_type=image.content_type, headers=headers)
+    try:
+        preview = await service.previews.get(image, max_width)
+    except PreviewRefusedError as exc:
+        raise HTTPException(422, str(exc)) from None
+    data = image.data if preview.data is None else preview.data
+    return Response(data, media_type=preview.content_type, headers=headers)
 
 
 @router.get(

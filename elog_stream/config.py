@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, gt=0, description="an integer >= max_image_bytes"
     )
 
+    # Downscaled previews (GET ...image?max_width=N) kept in memory, all together.
+    preview_cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="an integer >= 0")
+
     def __init__(self, *, _env_names: Mapping[str, str] | None = None, **values: Any) -> None:
         # _env_names (from from_env): fields whose value came from, or may be set by, a variable.
         try:

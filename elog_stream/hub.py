@@ -128,6 +128,7 @@ class Viewer:
 
     def __init__(self, filter: Filter, stats: Stats) -> None:
         self.filter = filter
+        self.announce = False  # send image headers without their bytes (WebSocket "images")
         self.dropped = 0
         self._stats = stats
         self._ready = asyncio.Event()
@@ -188,14 +189,14 @@ class Viewer:
             self._sent.pop(topic, None)
         return item
 
-    def sent(self, image: TopicImage) -> None:
-        """Count ``image``, taken from ``next``, as handed to the socket: its bytes and, for a
-        live update, the time since the Hub took it."""
+    def sent(self, image: TopicImage, with_bytes: bool = True) -> None:
+        """Count ``image``, taken from ``next``, as handed to the socket: its bytes (none when
+        only announced) and, for a live update, the time since the Hub took it."""
         taken = self._taken
         installed_at = taken[1] if taken is not None and taken[0] is image else None
         self._taken = None
         seen_to_sent = None if installed_at is None else time.monotonic() - installed_at
-        self._stats.image_sent(len(image.data), seen_to_sent)
+        self._stats.image_sent(len(image.data) if with_bytes else 0, seen_to_sent)
 
     def _holds(self, image: TopicImage) -> bool:
         sent = self._sent.get(image.topic)

@@ -14,6 +14,7 @@ from .feed import Feed
 from .hub import Hub
 from .legacy import LegacyBridge
 from .local import RUNTIME_FILE, LocalRedis
+from .previews import Previews
 from .ratelimit import RateLimiter
 from .stats import Stats
 from .store import TopicStore
@@ -30,6 +31,7 @@ class Service:
     feed: Feed
     publish_limiter: RateLimiter
     bodies: BodyBudget
+    previews: Previews
     feed_task: asyncio.Task[None] | None = None  # set once the TaskGroup runs it
 
     def feed_running(self) -> bool:
@@ -82,7 +84,9 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             feed,
             publish_limiter=RateLimiter(settings.publish_rate, settings.publish_burst),
             bodies=BodyBudget(settings.max_bodies_in_flight_bytes, settings.body_timeout),
+            previews=Previews(stats, settings.preview_cache_bytes),
         )
+        stack.callback(service.previews.close)
         async with asyncio.TaskGroup() as tasks:
             service.feed_task = tasks.create_task(feed.run(), name="elog-feed")
             owned = [service.feed_task]

@@ -88,6 +88,22 @@ class Stats:
             ["mode"],
             registry=registry,
         )
+        self._preview_hits = Counter(
+            "elog_preview_cache_hits",
+            "Previews served from the cache (GET ...image?max_width=N).",
+            registry=registry,
+        )
+        self._previews_made = Counter(
+            "elog_previews_made", "Previews made (decoded and scaled).", registry=registry
+        )
+        self._previews_refused = Counter(
+            "elog_previews_refused",
+            "Previews refused: too many pixels, or an image that does not decode.",
+            registry=registry,
+        )
+        self._preview_cache_bytes = Gauge(
+            "elog_preview_cache_bytes", "Bytes held by the preview cache.", registry=registry
+        )
         self._seen_to_sent = Histogram(
             "elog_seen_to_sent_seconds",
             "Seconds from an image's installation into the hub to its bytes handed to a "
@@ -100,6 +116,19 @@ class Stats:
         """Read the topic and viewer gauges from these functions of their owner (the Hub)."""
         self._topics.set_function(topics)
         self._viewers.set_function(viewers)
+
+    def watch_previews(self, cache_bytes: Callable[[], int]) -> None:
+        """Read the preview cache's size from this function of its owner (``Previews``)."""
+        self._preview_cache_bytes.set_function(cache_bytes)
+
+    def preview_cache_hit(self) -> None:
+        self._preview_hits.inc()
+
+    def preview_made(self) -> None:
+        self._previews_made.inc()
+
+    def preview_refused(self) -> None:
+        self._previews_refused.inc()
 
     def publish_seen(self) -> None:
         self._seen.inc()
@@ -162,6 +191,10 @@ class Stats:
             "http_publishes": http_publishes,
             "publish_rate_limited": http_publishes.get("429", 0),
             "feed_errors": _by_label(self._feed_errors, "kind"),
+            "preview_cache_hits": int(value("elog_preview_cache_hits_total") or 0),
+            "previews_made": int(value("elog_previews_made_total") or 0),
+            "previews_refused": int(value("elog_previews_refused_total") or 0),
+            "preview_cache_bytes": int(value("elog_preview_cache_bytes") or 0),
             "legacy_published": int(value("elog_legacy_published_total") or 0),
             "legacy_refused": _by_label(self._legacy_refused, "kind"),
             "legacy_mode": next(

@@ -38,6 +38,9 @@ CLOSE_FLOODING = 1008
 CLOSE_INTERNAL_ERROR = 1011
 HEARTBEAT_INTERVAL = 15.0
 LOAD_WAIT = 5.0  # longest a viewer of a service that has just started waits for its first load
+# How images reach the viewer: "bytes" (the header, then a binary frame) or "announce" (the
+# header alone, with "bytes": false; the viewer fetches a preview or the image over HTTP).
+IMAGE_MODES = ("bytes", "announce")
 
 
 @router.websocket("/ws", dependencies=needs(Access.VIEW))
@@ -46,11 +49,13 @@ async def viewer_socket(
     topic: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     experiment: Annotated[list[str], Query()] = [],  # noqa: B006
     resume: bool = False,
+    images: str = "bytes",
 ) -> None:
     service: Service = websocket.app.state.service
     await websocket.accept()
     try:
         filter = Filter.parse(topic, experiment)
+        announce = _parse_images(images) == "announce"
     except ValueError as exc:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
@@ -62,6 +67,7 @@ async def viewer_socket(
             await service.feed.loaded.wait()
     # Resuming, the client first says what it holds; nothing is sent before that.
     with service.hub.connect(filter, snapshot=not resume) as (viewer, names):
+        viewer.announce = announce
         if not resume:
             viewer.say({"type": "sync", "topics": names})
         kind, detail = await _first_to_finish(
@@ -137,10 +143,12 @@ async def _receive(websocket: WebSocket, viewer: Viewer, hub: Hub) -> Reason:
             viewer.say({"type": "error", "message": _rate_limited(wait)})
             continue
         try:
-            filter, have = _parse_subscribe(message.get("text"))
+            filter, have, images = _parse_subscribe(message.get("text"))
         except ValueError as exc:
             viewer.say({"type": "error", "message": f"bad message: {exc}"})
             continue
+        if images is not None:  # absent: the mode stays as it is
+            viewer.announce = images == "announce"
         names = viewer.refilter(filter, hub.images(), have)
         viewer.say({"type": "sync", "topics": names})
 
@@ -152,8 +160,9 @@ def _rate_limited(wait: float) -> str:
     )
 
 
-def _parse_subscribe(text: str | None) -> tuple[Filter, dict[str, int]]:
-    """The filter and ``have`` of a subscribe message; raise ValueError saying what is wrong."""
+def _parse_subscribe(text: str | None) -> tuple[Filter, dict[str, int], str | None]:
+    """The filter, ``have`` and ``images`` mode (None if absent) of a subscribe message; raise
+    ValueError saying what is wrong."""
     if text is None:
         raise ValueError("binary messages are not understood")
     try:
@@ -163,7 +172,18 @@ def _parse_subscribe(text: str | None) -> tuple[Filter, dict[str, int]]:
     if not isinstance(request, dict) or request.get("type") != "subscribe":
         raise ValueError('expected {"type": "subscribe", "topics": [...], ...}')
     filter = Filter.parse(request.get("topics"), request.get("experiments"))
-    return filter, _parse_have(request.get("have"))
+    images = request.get("images")
+    return (
+        filter,
+        _parse_have(request.get("have")),
+        None if images is None else _parse_images(images),
+    )
+
+
+def _parse_images(images: object) -> str:
+    if images not in IMAGE_MODES:
+        raise ValueError(f"images must be one of {', '.join(map(repr, IMAGE_MODES))}")
+    return str(images)
 
 
 def _parse_have(have: object) -> dict[str, int]:
@@ -187,7 +207,11 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
             item = {"type": "heartbeat"}
         try:
             async with asyncio.timeout(timeout):
-                if isinstance(item, TopicImage):
+                if isinstance(item, TopicImage) and viewer.announce:
+                    header = {"type": "image", **item.metadata(), "bytes": False}
+                    await websocket.send_text(_frame(header))
+                    viewer.sent(item, with_bytes=False)
+                elif isinstance(item, TopicImage):
                     await websocket.send_text(_frame({"type": "image", **item.metadata()}))
                     await websocket.send_bytes(item.data)
                     viewer.sent(item)

@@ -67,7 +67,7 @@ def test_works_under_a_path_prefix(settings, publisher, page, page_errors):
         page.goto(root)
         expect(page.locator("#status-text")).to_have_text("Live")
         expect(card(page, "pre/fixed").locator(".card-description")).to_have_text("behind a proxy")
-        assert sockets == [root.replace("http://", "ws://") + "ws"]
+        assert sockets == [root.replace("http://", "ws://") + "ws?images=announce"]
         assert [url for url in requests if network.match(url) and not url.startswith(root)] == []
         # Opening a topic loads its history, under the prefix too.
         with page.expect_response(re.compile(r"/elog/api/topics/pre/fixed/history$")):

@@ -95,13 +95,20 @@ export class FocusView {
   update(card) {
     if (card.topic !== this.topic || !card.header) return;
     this.#card = card;
+    this.announced(card.header);
+  }
+
+  /**
+   * A new image of the open topic was announced (or its card shows it): follow it, in full,
+   * unless scrolled back. The grid's card may show only a preview: then it comes over HTTP.
+   */
+  announced(header) {
+    if (header.topic !== this.topic) return;
     this.#notice('');
-    const following = this.#scrubber.add(card.header);
+    const following = this.#scrubber.add(header);
     clearTimeout(this.#refreshTimer);
     this.#refreshTimer = setTimeout(() => this.#loadHistory(), HISTORY_REFRESH_MS);
-    if (following && card.img instanceof HTMLImageElement) {
-      this.#swap(card.img.cloneNode(), card.header);
-    }
+    if (following && header.seq !== this.#wanted) this.#showVersion(header, true);
   }
 
   expired(topic) {
@@ -135,7 +142,8 @@ export class FocusView {
   #showVersion(entry, following) {
     if (entry.seq === this.#wanted) return;
     const card = this.#card;
-    if (following && card?.header?.seq === entry.seq && card.img instanceof HTMLImageElement) {
+    const cardShows = card?.full && card.header?.seq === entry.seq;
+    if (following && cardShows && card.img instanceof HTMLImageElement) {
       this.#swap(card.img.cloneNode(), card.header);
       return;
     }

@@ -2,6 +2,7 @@
 
 import { ago, interval, isoTime, localTime, shortTime } from './format.js';
 import { Freshness, LATE, LIVE, OFFLINE, STALE } from './freshness.js';
+import { PreviewLoader } from './previews.js';
 
 const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
 
@@ -19,6 +20,8 @@ export function altText(header) {
 /**
  * One topic. `header` and `url` are those of the image on screen; both change together.
  * The card owns `url` (an object URL) and revokes it when it is replaced or removed.
+ * `width` is the preview width asked for the image on screen, Infinity when it is the full
+ * image (`full`): a preview no narrower than the image is the image itself.
  */
 class Card {
   #token = 0;
@@ -30,6 +33,8 @@ class Card {
     this.topic = topic;
     this.header = null;
     this.url = null;
+    this.width = 0;
+    this.full = false;
     this.removed = false;
     this.experimentName = null; // of the newest image received, shown yet or not
     this.item = element('li', 'card-item');
@@ -60,12 +65,14 @@ class Card {
   }
 
   /**
-   * Show `blob` once it is decoded; resolves true if it reached the screen, false if a newer
-   * image arrived meanwhile (the newest wins) or it could not be decoded.
+   * Show `blob` (a preview `width` pixels wide, or the full image) once it is decoded;
+   * resolves true if it reached the screen, false if a newer image arrived meanwhile (the
+   * newest wins) or it could not be decoded. Without `blob`, the same picture's metadata.
    */
-  async show(header, blob) {
+  async show(header, blob, width = Infinity) {
     const token = ++this.#token;
-    if (this.header && header.digest && header.digest === this.header.digest) {
+    const same = this.header && header.digest && header.digest === this.header.digest;
+    if (same && (!blob || width <= this.width)) {
       this.#render(header); // same picture (e.g. re-sent after a resubscribe): metadata only
       return true;
     }
@@ -92,6 +99,8 @@ class Card {
     this.img.replaceWith(img);
     this.img = img;
     this.item.classList.remove('card-broken');
+    this.full = width === Infinity || img.naturalWidth < width;
+    this.width = this.full ? Infinity : width;
     const old = this.url;
     this.url = url;
     this.#render(header);
@@ -157,6 +166,7 @@ export class Grid {
   #offline = false;
   #hrefFor;
   #onSwap;
+  #previews;
 
   /**
    * `list` is the <ul>; `onOpen(topic)` is called for a plain click or Enter on a card,
@@ -166,6 +176,8 @@ export class Grid {
     this.#list = list;
     this.#onSwap = onSwap;
     this.#hrefFor = hrefFor;
+    this.#previews = new PreviewLoader((card, header, blob, width) =>
+      this.#show(card, header, blob, width));
     list.addEventListener('click', (event) => {
       const link = event.target.closest('a.card');
       // Modified clicks keep their browser meaning (new tab, copy link, ...).
@@ -194,7 +206,10 @@ export class Grid {
     return count;
   }
 
-  /** Show a new image of `header.topic`, adding its card if it is new. */
+  /**
+   * Show a new image of `header.topic`, adding its card if it is new. Without `blob` (the
+   * service announced it without its bytes), its preview is fetched when the card is in view.
+   */
   async upsert(header, blob) {
     let card = this.#cards.get(header.topic);
     if (!card) {
@@ -205,7 +220,20 @@ export class Grid {
     card.experimentName = header.experiment;
     this.heard(header);
     this.#applyFilter(card);
-    if (await card.show(header, blob)) this.#onSwap(card);
+    if (blob || (card.header && header.digest === card.header.digest)) {
+      await this.#show(card, header, blob);
+    } else {
+      this.#previews.request(card, header);
+    }
+  }
+
+  async #show(card, header, blob, width) {
+    if (await card.show(header, blob, width)) this.#onSwap(card);
+  }
+
+  /** Preview fetches running and waiting (for tests). */
+  get previewState() {
+    return this.#previews.state;
   }
 
   #insertSorted(card) {
@@ -223,6 +251,7 @@ export class Grid {
     this.#freshness.forget(topic); // heard of while paused, its card may not exist yet
     const card = this.#cards.get(topic);
     if (!card) return false;
+    this.#previews.forget(card);
     card.destroy();
     this.#cards.delete(topic);
     return true;

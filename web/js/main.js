@@ -52,13 +52,15 @@ const grid = new Grid(ui.list, {
   hrefFor: (topic) => viewHref(viewOf(topic)),
 });
 const focus = new FocusView(ui.focus, { onClose: leaveFocus });
+// Images are announced without their bytes: the grid fetches previews sized to its cards and
+// the focus view the full image, so one large image never holds back the others.
 const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
   onStatus: showStatus,
   onSync: sync,
   onImage: receive,
   onExpired: drop,
   onUnauthorized: goToLogin,
-});
+}, { images: 'announce' });
 
 function viewOf(topic = focus.topic) {
   return { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
@@ -73,12 +75,17 @@ function receive(header, blob) {
     render();
     return;
   }
-  grid.upsert(header, blob);
+  show(header, blob);
   if (!seenExperiments.has(header.experiment)) {
     seenExperiments.add(header.experiment);
     refillExperiments();
   }
   render();
+}
+
+function show(header, blob) {
+  grid.upsert(header, blob);
+  if (!blob) focus.announced(header); // the card's preview will not do for the focus view
 }
 
 /** What a reconnect asks for: the filter, and the newest seq held of each topic. */
@@ -232,7 +239,7 @@ document.addEventListener('keydown', (event) => {
 ui.pause.addEventListener('click', () => {
   paused = !paused;
   if (!paused) {
-    for (const { header, blob } of held.values()) grid.upsert(header, blob);
+    for (const { header, blob } of held.values()) show(header, blob);
     held.clear();
     refillExperiments();
   }

@@ -2,7 +2,8 @@
 // viewer holds, pairs image headers with their bytes, and notices a silently dead connection.
 //
 // Frames (docs/protocol.md): text JSON {"type": "sync" | "image" | "expired" | "heartbeat" |
-// "error", ...}; an "image" header is immediately followed by one binary frame of `size` bytes.
+// "error", ...}; an "image" header is immediately followed by one binary frame of `size` bytes,
+// unless the viewer asked for announcements (`images=announce`): then it says "bytes": false.
 
 export const LIVE = 'live';
 export const CONNECTING = 'connecting';
@@ -42,12 +43,14 @@ const OFFLINE_AFTER_MS = 2_000;
  *                                         page lost (or never had) its connection
  *   onSync(topics, current)               current is false while an answer to a later
  *                                         subscribe is still to come (the list is outdated)
- *   onImage(header, blob)                 blob typed with header.content_type
+ *   onImage(header, blob)                 blob typed with header.content_type; null when
+ *                                         announced without its bytes
  *   onExpired(topic)
  *   onUnauthorized()                      the service wants a login; nothing is retried
  * `url()` is called for every connection so a reconnect carries the current filter.
  * `resume()` gives the subscribe message a reconnect opens with: the filter plus `have`, the
  * seq of every topic the viewer holds, so the server sends only what changed meanwhile.
+ * `images: 'announce'` asks for image headers without their bytes (fetched over HTTP).
  */
 export class LiveSocket {
   #url;
@@ -64,8 +67,10 @@ export class LiveSocket {
   #connectedBefore = false;
   #lostAt = 0; // Date.now() when the connection was lost; 0 while connected
   #heardAt = 0;
+  #images;
 
-  constructor(url, resume, callbacks) {
+  constructor(url, resume, callbacks, { images = 'bytes' } = {}) {
+    this.#images = images;
     this.#url = url;
     this.#resume = resume;
     this.#on = callbacks;
@@ -131,6 +136,7 @@ export class LiveSocket {
     const resuming = this.#connectedBefore;
     const url = new URL(this.#url());
     if (resuming) url.searchParams.set('resume', '1');
+    if (this.#images !== 'bytes') url.searchParams.set('images', this.#images);
     const ws = new WebSocket(url.href);
     ws.binaryType = 'blob';
     this.#ws = ws;
@@ -232,7 +238,9 @@ export class LiveSocket {
     }
     switch (message?.type) {
       case 'image':
-        if (typeof message.topic === 'string') this.#header = message;
+        if (typeof message.topic !== 'string') break;
+        if (message.bytes === false) this.#on.onImage(message, null);
+        else this.#header = message;
         break;
       case 'sync':
         this.#syncsDue = Math.max(0, this.#syncsDue - 1);

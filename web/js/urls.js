@@ -67,6 +67,11 @@ export function historyImageUrl(topic, seq) {
   return new URL(`api/topics/${topicPath(topic)}/history/${seq}/image`, location.href).href;
 }
 
+/** A preview of one kept image, at most `width` pixels wide (never larger than the image). */
+export function previewUrl(topic, seq, width) {
+  return `${historyImageUrl(topic, seq)}?max_width=${width}`;
+}
+
 /** The login page: relative to the document, so it stays under a reverse-proxy prefix. */
 export function loginUrl() {
   return new URL('login', document.baseURI).href;
