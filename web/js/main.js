@@ -50,7 +50,12 @@ const grid = new Grid(ui.list, {
   },
   hrefFor: (topic) => viewHref(viewOf(topic)),
 });
-const focus = new FocusView(ui.focus, { onClose: leaveFocus });
+const focus = new FocusView(ui.focus, {
+  onClose: leaveFocus,
+  cardFor: (topic) => grid.get(topic),
+  topicsFor: () => grid.topics(),
+  onViewChange: () => writeView(viewOf()),
+});
 const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
   onStatus: showStatus,
   onSync: sync,
@@ -60,7 +65,9 @@ const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
 });
 
 function viewOf(topic = focus.topic) {
-  return { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
+  const view = { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
+  // What the focus view compares belongs to its own topic's URL only.
+  return topic && topic === focus.topic ? { ...view, ...focus.comparison } : view;
 }
 
 // --- data from the socket -------------------------------------------------------------------
@@ -177,8 +184,8 @@ ui.experiment.addEventListener('change', () => {
 
 // --- focus view -----------------------------------------------------------------------------
 
-function openFocus(topic, { push }) {
-  focus.open(topic, grid.get(topic));
+function openFocus(topic, { push, comparison }) {
+  focus.open(topic, grid.get(topic), comparison);
   ui.main.inert = true;
   ui.bar.inert = true;
   document.body.classList.add('focus-open');
@@ -214,8 +221,13 @@ window.addEventListener('popstate', () => {
     ui.query.value = next.query;
     setFilter(next);
   }
-  if (view.topic && view.topic !== focus.topic) openFocus(view.topic, { push: false });
-  else if (!view.topic && focus.isOpen) closeFocus();
+  if (view.topic && view.topic !== focus.topic) {
+    openFocus(view.topic, { push: false, comparison: view });
+  } else if (view.topic) {
+    focus.setComparison(view);
+  } else if (focus.isOpen) {
+    closeFocus();
+  }
 });
 
 document.addEventListener('keydown', (event) => {
@@ -300,7 +312,7 @@ function render() {
 ui.query.value = filter.query;
 refillExperiments();
 grid.setFilter(filter);
-if (initial.topic) openFocus(initial.topic, { push: false });
+if (initial.topic) openFocus(initial.topic, { push: false, comparison: initial });
 render();
 socket.start();
 
