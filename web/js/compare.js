@@ -129,6 +129,7 @@ export class Compare {
     else if (target.seq !== undefined) this.#showVersion(target.seq);
     else this.#showTopic(target.topic);
     this.#render();
+    this.#refillPicker();
   }
 
   setBlink(on) {
@@ -177,6 +178,7 @@ export class Compare {
       this.#headerB = this.#version(this.#headerB.seq) ?? this.#headerB;
     }
     this.#render();
+    this.#refillPicker();
   }
 
   #version(seq) {
@@ -269,6 +271,10 @@ export class Compare {
       : this.#held
         ? 'Blink again (B: one step)'
         : 'Side by side again (B: one step)';
+  }
+
+  /** The picker lists what can be compared now, unless it is in use (its list may be open). */
+  #refillPicker() {
     if (document.activeElement !== this.#pick) this.#fillPicker();
   }
 

@@ -3,8 +3,8 @@
 // collapsible details panel, and a comparison with another topic or version (compare.js).
 
 import { getJson } from './api.js';
-import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { Compare } from './compare.js';
+import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { altText } from './grid.js';
 import { Scrubber } from './scrubber.js';
 import { historyImageUrl, historyUrl, imageUrl, topicUrl } from './urls.js';
@@ -89,8 +89,8 @@ export class FocusView {
     this.#el.fullscreen.hidden = !document.fullscreenEnabled;
     document.addEventListener('fullscreenchange', () => this.#showZoom());
     this.#el.details.addEventListener('click', () => {
-      const collapsed = this.#el.details.getAttribute('aria-expanded') === 'true';
-      if (collapsed) localStorage.setItem(DETAILS_KEY, 'collapsed');
+      const collapse = this.#el.details.getAttribute('aria-expanded') === 'true';
+      if (collapse) localStorage.setItem(DETAILS_KEY, 'collapsed');
       else localStorage.removeItem(DETAILS_KEY);
       this.#showDetails();
     });
