@@ -1,20 +1,30 @@
 // The focus view: one topic large, with its full description, metadata, a download link and
-// a scrubber through the versions the server keeps.
+// a scrubber through the versions the server keeps; zoom and pan (zoom.js), full screen, a
+// collapsible details panel, and a comparison with another topic or version (compare.js).
 
 import { getJson } from './api.js';
+import { Compare } from './compare.js';
 import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { altText } from './grid.js';
 import { Scrubber } from './scrubber.js';
 import { historyImageUrl, historyUrl, imageUrl, topicUrl } from './urls.js';
+import { ACTUAL, FIT, Zoom } from './zoom.js';
 
 // New images of the open topic refresh the history list (which versions are still kept)
 // once they pause this long, so a fast publisher costs one request per pause, not per image.
 const HISTORY_REFRESH_MS = 500;
+// The + and - keys and buttons: one step, about a wheel notch.
+const ZOOM_STEP = 1.25;
+// Remembered in this browser: 'collapsed' when the details panel was hidden.
+const DETAILS_KEY = 'elog-focus-details';
 
 export class FocusView {
   #root;
   #el;
   #scrubber;
+  #zoom; // side A's
+  #compare;
+  #onViewChange;
   #token = 0; // bumped by open and close: answers for a previous topic are dropped
   #swapToken = 0; // bumped by every swap: only the latest image reaches the screen
   #wanted = null; // seq of the image being swapped in, or on screen
@@ -25,14 +35,26 @@ export class FocusView {
   topic = null;
   #header = null; // of the image on screen
 
-  /** `root` is the focus <section>; `onClose()` is called by its back button. */
-  constructor(root, { onClose }) {
+  /**
+   * `root` is the focus <section>; `onClose()` is called by its back button; `cardFor(topic)`
+   * is the grid's card of a topic, `topicsFor()` the topics it holds; `onViewChange()` is
+   * called when what is compared, or how, changes (for the URL).
+   */
+  constructor(root, { onClose, cardFor = () => undefined, topicsFor = () => [], onViewChange }) {
     this.#root = root;
+    this.#onViewChange = onViewChange ?? (() => {});
     const $ = (selector) => root.querySelector(selector);
     this.#el = {
       title: $('[data-focus=topic]'),
       notice: $('[data-focus=notice]'),
       media: $('[data-focus=media]'),
+      layout: $('[data-focus=layout]'),
+      details: $('[data-focus=details]'),
+      info: $('[data-focus=info]'),
+      level: $('[data-zoom=level]'),
+      fit: $('[data-zoom=fit]'),
+      actual: $('[data-zoom=actual]'),
+      fullscreen: $('[data-zoom=fullscreen]'),
       download: $('[data-focus=download]'),
       description: $('[data-focus=description]'),
       experiment: $('[data-focus=experiment]'),
@@ -45,19 +67,59 @@ export class FocusView {
     this.#scrubber = new Scrubber($('[data-focus=scrub]'), {
       onSettle: (entry, following) => this.#showVersion(entry, following),
     });
+    this.#zoom = new Zoom($('[data-pane=a] .zoom-stage'), {
+      onChange: (view, byUser) => {
+        if (byUser) this.#compare.follow(view);
+        this.#showZoom();
+      },
+    });
+    this.#compare = new Compare(root, {
+      zoomA: this.#zoom,
+      cardFor,
+      topicsFor,
+      versionsFor: () => this.#scrubber.entries,
+      onChange: () => this.#onViewChange(),
+    });
     $('[data-focus=back]').addEventListener('click', () => onClose());
-    window.addEventListener('resize', () => this.#fit());
+    this.#el.fit.addEventListener('click', () => this.#zoom.fit());
+    this.#el.actual.addEventListener('click', () => this.#zoom.actual());
+    $('[data-zoom=in]').addEventListener('click', () => this.#zoom.zoomBy(ZOOM_STEP));
+    $('[data-zoom=out]').addEventListener('click', () => this.#zoom.zoomBy(1 / ZOOM_STEP));
+    this.#el.fullscreen.addEventListener('click', () => this.#toggleFullscreen());
+    this.#el.fullscreen.hidden = !document.fullscreenEnabled;
+    document.addEventListener('fullscreenchange', () => this.#showZoom());
+    this.#el.details.addEventListener('click', () => {
+      const collapse = this.#el.details.getAttribute('aria-expanded') === 'true';
+      if (collapse) localStorage.setItem(DETAILS_KEY, 'collapsed');
+      else localStorage.removeItem(DETAILS_KEY);
+      this.#showDetails();
+    });
+    this.#showDetails();
     document.addEventListener('keydown', (event) => this.#key(event));
+  }
+
+  /** What is compared, as the URL says it: {compare, blink} ('' each when nothing). */
+  get comparison() {
+    return { compare: this.#compare.value, blink: this.#compare.blink ? '1' : '' };
+  }
+
+  /** Compare with `compare` (a `compare=` value), blinking or not: from the URL. */
+  setComparison({ compare = '', blink = '' } = {}) {
+    if (this.isOpen) this.#compare.change(compare, blink === '1');
   }
 
   get isOpen() {
     return this.topic !== null;
   }
 
-  /** Show `topic`: from its card when the grid has it, else (a shared link) over HTTP. */
-  open(topic, card) {
+  /**
+   * Show `topic`: from its card when the grid has it, else (a shared link) over HTTP;
+   * compared as `comparison` says ({compare, blink} as in the URL).
+   */
+  open(topic, card, comparison = {}) {
     this.#reset();
     this.topic = topic;
+    this.#compare.open(topic, comparison.compare ?? '', comparison.blink === '1');
     this.#card = card ?? null;
     this.#root.hidden = false;
     this.#el.title.textContent = topic;
@@ -75,8 +137,10 @@ export class FocusView {
 
   close() {
     this.#reset();
+    this.#compare.close();
     this.topic = null;
     this.#root.hidden = true;
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
   }
 
   #reset() {
@@ -88,11 +152,17 @@ export class FocusView {
     this.#historyAgain = false;
     clearTimeout(this.#refreshTimer);
     this.#scrubber.reset();
-    this.#el.media.replaceChildren();
+    this.#zoom.clear();
+    this.#showZoom();
   }
 
-  /** The card of the open topic shows a new image: show it here too, unless scrolled back. */
+  /**
+   * A card of the grid shows a new image: show it here too if it is of the open topic (unless
+   * scrolled back), or of the compared one.
+   */
   update(card) {
+    if (!this.isOpen) return;
+    this.#compare.update(card);
     if (card.topic !== this.topic || !card.header) return;
     this.#card = card;
     this.announced(card.header);
@@ -112,6 +182,7 @@ export class FocusView {
   }
 
   expired(topic) {
+    this.#compare.expired(topic);
     if (topic === this.topic) {
       this.#notice('This topic has expired: nothing was published for its whole lifetime. ' +
         'The last image stays here until you go back.');
@@ -126,16 +197,75 @@ export class FocusView {
 
   #key(event) {
     if (!this.isOpen || event.defaultPrevented) return;
-    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
-    const delta = { ArrowLeft: -1, ArrowRight: 1 }[event.key];
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === 'Escape' && document.fullscreenElement) {
+      // Esc leaves full screen first (browsers do it themselves; this covers the others).
+      event.preventDefault();
+      document.exitFullscreen().catch(() => {});
+      return;
+    }
     const target = event.target;
-    // Text fields keep their arrows; the slider moves itself (and tells the scrubber).
+    // Text fields keep their keys; the slider moves itself (and tells the scrubber).
     const editing =
       target instanceof HTMLElement &&
       (target.isContentEditable || target.closest('input, textarea, select') !== null);
-    if (!delta || editing) return;
+    if (editing) return;
+    const zoom = this.#zoom;
+    const actions = {
+      f: () => this.#toggleFullscreen(),
+      0: () => zoom.fit(),
+      1: () => zoom.actual(),
+      '+': () => zoom.zoomBy(ZOOM_STEP),
+      '=': () => zoom.zoomBy(ZOOM_STEP),
+      '-': () => zoom.zoomBy(1 / ZOOM_STEP),
+      b: () => this.#compare.flip(),
+    };
+    const action = actions[event.key.length === 1 ? event.key.toLowerCase() : ''];
+    const delta = event.shiftKey ? 0 : ({ ArrowLeft: -1, ArrowRight: 1 }[event.key] ?? 0);
+    if (action) {
+      if (action() === false) return; // nothing to do: the key keeps its browser meaning
+    } else if (delta) {
+      this.#scrubber.step(delta);
+    } else {
+      return;
+    }
     event.preventDefault();
-    this.#scrubber.step(delta);
+  }
+
+  /** Full screen for the image area (toolbar and both sides); Esc or F leaves. */
+  #toggleFullscreen() {
+    if (document.fullscreenElement) {
+      document.exitFullscreen().catch(() => {});
+    } else if (document.fullscreenEnabled) {
+      this.#el.media.requestFullscreen().catch((error) => {
+        this.#notice(`Full screen was refused (${error.message}).`);
+      });
+    }
+  }
+
+  #showZoom() {
+    const el = this.#el;
+    const zoom = this.#zoom;
+    const shown = Boolean(zoom.image);
+    el.level.textContent = shown ? `${Math.round(zoom.scale * 100)}%` : '';
+    el.level.title = shown
+      ? `Shown at ${Math.round(zoom.scale * 100)}% of its pixel size` +
+        (zoom.mode === FIT ? ', fitted to the screen' : '')
+      : '';
+    el.fit.setAttribute('aria-pressed', String(zoom.mode === FIT));
+    el.actual.setAttribute('aria-pressed', String(zoom.mode === ACTUAL));
+    const full = document.fullscreenElement === el.media;
+    el.fullscreen.setAttribute('aria-pressed', String(full));
+    el.fullscreen.textContent = full ? 'Exit full screen' : 'Full screen';
+  }
+
+  /** The details panel, shown or collapsed as last chosen in this browser. */
+  #showDetails() {
+    const collapsed = localStorage.getItem(DETAILS_KEY) === 'collapsed';
+    this.#el.info.hidden = collapsed;
+    this.#el.layout.classList.toggle('details-collapsed', collapsed);
+    this.#el.details.setAttribute('aria-expanded', String(!collapsed));
+    this.#el.details.textContent = collapsed ? 'Show details' : 'Hide details';
   }
 
   /** The scrubber came to rest on `entry`: the card's image if it is the newest, else HTTP. */
@@ -174,9 +304,9 @@ export class FocusView {
     }
     if (token !== this.#swapToken) return;
     if (kept) this.#notice('');
-    this.#el.media.replaceChildren(img);
+    this.#zoom.show(img);
     this.#render(header);
-    this.#fit();
+    this.#compare.showingA(header, this.#scrubber.following);
   }
 
   #render(header) {
@@ -227,7 +357,10 @@ export class FocusView {
     this.#historyAgain = false;
     try {
       const history = await getJson(historyUrl(this.topic));
-      if (token === this.#token && Array.isArray(history)) this.#scrubber.replace(history);
+      if (token === this.#token && Array.isArray(history)) {
+        this.#scrubber.replace(history);
+        this.#compare.versionsChanged();
+      }
     } catch (error) {
       // 404: the topic is not live; the view says so already, or will when it expires.
       if (error.status !== 404) console.warn('elog-stream: could not load history:', error.message);
@@ -235,14 +368,6 @@ export class FocusView {
       if (this.#historyBusy === token) this.#historyBusy = 0;
     }
     if (this.#historyAgain && token === this.#token) this.#loadHistory();
-  }
-
-  /** Draw the image with crisp pixels when shown at twice its size or more (HiDPI screens). */
-  #fit() {
-    const img = this.#el.media.querySelector('img');
-    if (!img?.naturalWidth) return;
-    const scale = (img.clientWidth * window.devicePixelRatio) / img.naturalWidth;
-    img.classList.toggle('pixelated', scale >= 2);
   }
 
   #notice(text) {

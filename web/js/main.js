@@ -51,9 +51,14 @@ const grid = new Grid(ui.list, {
   },
   hrefFor: (topic) => viewHref(viewOf(topic)),
 });
-const focus = new FocusView(ui.focus, { onClose: leaveFocus });
 // Images are announced without their bytes: the grid fetches previews sized to its cards and
 // the focus view the full image, so one large image never holds back the others.
+const focus = new FocusView(ui.focus, {
+  onClose: leaveFocus,
+  cardFor: (topic) => grid.get(topic),
+  topicsFor: () => grid.topics(),
+  onViewChange: () => writeView(viewOf()),
+});
 const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
   onStatus: showStatus,
   onSync: sync,
@@ -63,7 +68,9 @@ const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
 }, { images: 'announce' });
 
 function viewOf(topic = focus.topic) {
-  return { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
+  const view = { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
+  // What the focus view compares belongs to its own topic's URL only.
+  return topic && topic === focus.topic ? { ...view, ...focus.comparison } : view;
 }
 
 // --- data from the socket -------------------------------------------------------------------
@@ -186,8 +193,8 @@ ui.experiment.addEventListener('change', () => {
 
 // --- focus view -----------------------------------------------------------------------------
 
-function openFocus(topic, { push }) {
-  focus.open(topic, grid.get(topic));
+function openFocus(topic, { push, comparison }) {
+  focus.open(topic, grid.get(topic), comparison);
   ui.main.inert = true;
   ui.bar.inert = true;
   document.body.classList.add('focus-open');
@@ -223,8 +230,13 @@ window.addEventListener('popstate', () => {
     ui.query.value = next.query;
     setFilter(next);
   }
-  if (view.topic && view.topic !== focus.topic) openFocus(view.topic, { push: false });
-  else if (!view.topic && focus.isOpen) closeFocus();
+  if (view.topic && view.topic !== focus.topic) {
+    openFocus(view.topic, { push: false, comparison: view });
+  } else if (view.topic) {
+    focus.setComparison(view);
+  } else if (focus.isOpen) {
+    closeFocus();
+  }
 });
 
 document.addEventListener('keydown', (event) => {
@@ -322,7 +334,7 @@ function render() {
 ui.query.value = filter.query;
 refillExperiments();
 grid.setFilter(filter);
-if (initial.topic) openFocus(initial.topic, { push: false });
+if (initial.topic) openFocus(initial.topic, { push: false, comparison: initial });
 render();
 socket.start();
 

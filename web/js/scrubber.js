@@ -39,6 +39,11 @@ export class Scrubber {
     this.#render();
   }
 
+  /** The versions listed, newest first. */
+  get entries() {
+    return [...this.#entries].reverse();
+  }
+
   /** True at the newest version: new images are shown as they arrive. */
   get following() {
     return this.#following;

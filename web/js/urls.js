@@ -1,8 +1,8 @@
 // Every URL the viewer builds, all relative to the page so a reverse-proxy prefix (/elog/) works.
 
-const VIEW_KEYS = ['experiment', 'q', 'topic'];
+const VIEW_KEYS = ['experiment', 'q', 'topic', 'compare', 'blink'];
 
-/** The view named by the page URL: {experiment, q, topic}, each '' when absent. */
+/** The view named by the page URL: {experiment, q, topic, compare, blink}, each '' when absent. */
 export function readView(href = location.href) {
   const params = new URL(href).searchParams;
   return Object.fromEntries(VIEW_KEYS.map((key) => [key, params.get(key) ?? '']));
@@ -12,8 +12,9 @@ export function readView(href = location.href) {
 export function viewHref(view) {
   const parts = [];
   for (const key of VIEW_KEYS) {
-    // Slashes stay readable (?topic=cxif7214/detector/sum): they are legal in a query.
-    if (view[key]) parts.push(`${key}=${encodeURIComponent(view[key]).replaceAll('%2F', '/')}`);
+    // Slashes and @ stay readable (?topic=cxif7214/detector/sum&compare=@12): legal in a query.
+    const value = encodeURIComponent(view[key] ?? '').replaceAll('%2F', '/').replaceAll('%40', '@');
+    if (value) parts.push(`${key}=${value}`);
   }
   // './' rather than '' so an emptied query really clears it when used as a link target.
   return parts.length ? `?${parts.join('&')}` : './';
@@ -29,6 +30,24 @@ export function writeView(view, { push = false } = {}) {
   else if (new URL(href, location.href).href !== location.href) {
     history.replaceState(history.state, '', href);
   }
+}
+
+/**
+ * What the focus view compares its topic with, from `compare=`: `{seq}` for `@123` (a kept
+ * version of the same topic), else `{topic}`; null for ''. A topic whose name starts with '@'
+ * is written with one more '@' in front (`@@name`), so no name is mistaken for a version.
+ */
+export function parseCompare(value) {
+  if (!value) return null;
+  if (/^@\d{1,15}$/.test(value)) return { seq: Number(value.slice(1)) };
+  return { topic: value.startsWith('@@') ? value.slice(1) : value };
+}
+
+/** The `compare=` value of `target` ({topic} or {seq}); '' for none. */
+export function compareValue(target) {
+  if (!target) return '';
+  if (target.seq !== undefined) return `@${target.seq}`;
+  return target.topic.startsWith('@') ? `@${target.topic}` : target.topic;
 }
 
 /** The WebSocket URL beside the page (ws: or wss:), carrying the initial filter. */
