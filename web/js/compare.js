@@ -166,7 +166,7 @@ export class Compare {
    */
   update(card) {
     if (this.#target?.topic !== card.topic || !card.header) return;
-    this.#showFull(card.header);
+    this.#showCard(card);
   }
 
   expired(topic) {
@@ -198,7 +198,7 @@ export class Compare {
   async #showTopic(topic) {
     const card = this.#cardFor(topic);
     if (card?.header) {
-      this.#showFull(card.header);
+      this.#showCard(card);
       return;
     }
     // Not in the grid (a link opened before the socket delivered it, or outside the filter).
@@ -214,6 +214,14 @@ export class Compare {
         'b',
         error.status === 404 ? `${topic}: no live topic has this name` : `${topic}: ${error.message}`,
       );
+    }
+  }
+
+  #showCard(card) {
+    if (card.full && card.img instanceof HTMLImageElement) {
+      this.#swap(card.img.cloneNode(), card.header);
+    } else {
+      this.#showFull(card.header);
     }
   }
 
