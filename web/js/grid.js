@@ -31,6 +31,7 @@ class Card {
     this.url = null;
     this.removed = false;
     this.experimentName = null; // of the newest image received, shown yet or not
+    this.latestDescription = ''; // likewise, for the search
     this.item = element('li', 'card-item');
     this.item.dataset.topic = topic;
     this.link = element('a', 'card');
@@ -40,7 +41,8 @@ class Card {
     this.img = element('div', 'card-placeholder', 'loading…');
     this.media.append(this.img);
     const body = element('div', 'card-body');
-    this.title = element('h2', 'card-topic', topic);
+    this.title = element('h3', 'card-topic', topic);
+    this.title.title = topic; // the full name where it is ellipsised
     const meta = element('p', 'card-meta');
     this.experiment = element('span', 'card-experiment');
     this.seq = element('span', 'card-seq');
@@ -49,7 +51,14 @@ class Card {
     this.updated = element('time', 'card-updated');
     body.append(this.title, meta, this.description, this.updated);
     this.link.append(this.media, body);
-    this.item.append(this.link);
+    // Beside the link, not in it: a button inside a link is neither valid nor reachable.
+    this.pin = element('button', 'card-pin');
+    this.pin.type = 'button';
+    this.pin.dataset.topic = topic;
+    this.pin.setAttribute('aria-label', `Pin ${topic}`);
+    this.pin.setAttribute('aria-pressed', 'false');
+    this.pin.title = 'Pinned topics come first';
+    this.item.append(this.link, this.pin);
   }
 
   /**
@@ -96,10 +105,10 @@ class Card {
   #render(header) {
     this.header = header;
     this.experiment.textContent = header.experiment;
+    this.experiment.title = header.experiment;
     this.seq.textContent = `#${header.seq}`;
     this.seq.title = `update ${header.seq}`;
     this.description.textContent = header.description;
-    this.link.setAttribute('aria-label', `${header.topic}, experiment ${header.experiment}`);
     this.updated.dateTime = isoTime(header.updated_at);
     this.updated.title = localTime(header.updated_at);
     this.tick(Date.now());
@@ -132,20 +141,21 @@ class Card {
 }
 
 export class Grid {
-  #list;
   #cards = new Map();
   #filter = null;
   #hrefFor;
   #onSwap;
+  #arrangement;
 
   /**
-   * `list` is the <ul>; `onOpen(topic)` is called for a plain click or Enter on a card,
-   * `onSwap(card)` after a card shows a new image, `hrefFor(topic)` gives a card's link.
+   * `list` holds the cards, placed by `arrangement` (arrange.js); `onOpen(topic)` is called for
+   * a plain click or Enter on a card, `onSwap(card)` after a card shows a new image,
+   * `hrefFor(topic)` gives a card's link.
    */
-  constructor(list, { onOpen, onSwap, hrefFor }) {
-    this.#list = list;
+  constructor(list, { onOpen, onSwap, hrefFor, arrangement }) {
     this.#onSwap = onSwap;
     this.#hrefFor = hrefFor;
+    this.#arrangement = arrangement;
     list.addEventListener('click', (event) => {
       const link = event.target.closest('a.card');
       // Modified clicks keep their browser meaning (new tab, copy link, ...).
@@ -164,6 +174,11 @@ export class Grid {
     return [...this.#cards.keys()];
   }
 
+  /** Every card, in the order they were created. */
+  cards() {
+    return [...this.#cards.values()];
+  }
+
   get size() {
     return this.#cards.size;
   }
@@ -179,23 +194,14 @@ export class Grid {
     let card = this.#cards.get(header.topic);
     if (!card) {
       card = new Card(header.topic, this.#hrefFor(header.topic));
-      this.#insertSorted(card);
+      card.experimentName = header.experiment;
       this.#cards.set(header.topic, card);
+      this.#arrangement.place(card);
     }
     card.experimentName = header.experiment;
+    card.latestDescription = header.description;
     this.#applyFilter(card);
     if (await card.show(header, blob)) this.#onSwap(card);
-  }
-
-  #insertSorted(card) {
-    // Alphabetical, so a wall screen keeps its layout while images update.
-    for (const item of this.#list.children) {
-      if (item.dataset.topic.localeCompare(card.topic) > 0) {
-        item.before(card.item);
-        return;
-      }
-    }
-    this.#list.append(card.item);
   }
 
   remove(topic) {
@@ -203,6 +209,7 @@ export class Grid {
     if (!card) return false;
     card.destroy();
     this.#cards.delete(topic);
+    this.#arrangement.forget(topic);
     return true;
   }
 
@@ -217,7 +224,8 @@ export class Grid {
 
   #applyFilter(card) {
     const filter = this.#filter;
-    card.item.hidden = Boolean(filter) && !filter.matches(card.topic, card.experimentName);
+    card.item.hidden =
+      Boolean(filter) && !filter.matches(card.topic, card.experimentName, card.latestDescription);
   }
 
   /** Experiments of the cards held, shown or not. */
