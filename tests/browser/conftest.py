@@ -27,7 +27,9 @@ CACHE = Path(__file__).parent.parent / ".cache"  # git-ignored
 # against the registry's SHA-512 and cached, so it is downloaded once per machine.
 AXE_VERSION = "4.14.1"
 AXE_TARBALL = f"https://registry.npmjs.org/axe-core/-/axe-core-{AXE_VERSION}.tgz"
-AXE_SHA512 = "FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
+AXE_SHA512 = (
+    "FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
+)
 
 # Runs before the viewer's scripts (and outside its CSP): records CSP violations and object
 # URLs, so tests can prove the viewer neither breaks the policy nor leaks blobs.

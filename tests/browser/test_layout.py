@@ -1,14 +1,16 @@
-"""Layouts for 50 plots: card sizes, compact cards, grouping, pins, stable positions, phone header."""
+"""Layouts for 50 plots: card size, compact cards, grouping, pins, stable places, phone header."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 from support import png
 
+ARTIFACTS = Path(__file__).parent.parent / "artifacts"
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 SIZES = pytest.mark.parametrize(
@@ -48,6 +50,12 @@ def open_grid(service, new_page, viewport=DESKTOP, scheme="dark", count=44) -> P
     return page
 
 
+def screen(page: Page, name: str) -> None:
+    """What one screen shows (the automatic screenshots are of the whole page)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"layout-{name}.png")
+
+
 def tools(page: Page) -> None:
     """On a phone, unfold the header's tools."""
     toggle = page.locator("#tools-toggle")
@@ -68,6 +76,7 @@ def test_compact_small_cards_fit_44_topics_in_two_screens(service, new_page, sch
     expect(card(page, "amo06/detector/plot00").locator(".card-description")).to_be_hidden()
     expect(card(page, "amo06/detector/plot00").locator(".card-seq")).to_be_visible()
     assert page.evaluate(height) <= 2 * DESKTOP["height"]
+    screen(page, f"desktop-compact-small-{scheme}")
     columns = page.evaluate(
         "new Set([...document.querySelectorAll('#grid .card-item')]"
         ".map((i) => i.getBoundingClientRect().left)).size"
@@ -108,9 +117,12 @@ def test_grouping_shows_one_section_per_experiment(service, new_page, viewport, 
         names = groups.nth(index).locator(".card-topic").all_text_contents()
         assert names == [t for t in topics if t.startswith(experiment)]
     # Each list is named by its heading.
-    assert groups.nth(1).locator("ul").evaluate(
-        "ul => document.getElementById(ul.getAttribute('aria-labelledby')).textContent"
-    ) == "cxif721411"
+    assert (
+        groups.nth(1)
+        .locator("ul")
+        .evaluate("ul => document.getElementById(ul.getAttribute('aria-labelledby')).textContent")
+        == "cxif721411"
+    )
 
     # The search narrows the groups; a group with nothing to show is hidden.
     page.fill("#query", "amo06 laser")
@@ -188,6 +200,7 @@ def test_a_new_topic_moves_no_card_until_asked(service, new_page, viewport, sche
     assert after[:-1] == before, "a card moved"
     assert after[-1][0] == "amo06/aaa/new"
     expect(page.locator("#grid .group-name").last).to_have_text("New since you opened the page")
+    screen(page, f"new-topic-{scheme}-{'phone' if viewport is PHONE else 'desktop'}")
 
     # Updates of existing topics move nothing either.
     service.publisher.publish(topics[0], topics[0].split("/")[0], png("again", size=(160, 120)))
@@ -213,6 +226,7 @@ def test_phone_header_stays_small(service, new_page, scheme):
         return box["height"]
 
     assert height() <= 70
+    screen(page, f"phone-header-{scheme}")
     expect(page.locator("#query")).to_be_hidden()
     toggle = page.locator("#tools-toggle")
     expect(toggle).to_have_attribute("aria-expanded", "false")
@@ -221,6 +235,7 @@ def test_phone_header_stays_small(service, new_page, scheme):
     expect(page.locator("#query")).to_be_visible()
     expect(page.locator("#card-size")).to_be_visible()
     expect(page.locator("#group")).to_be_visible()
+    screen(page, f"phone-tools-open-{scheme}")
     toggle.click()
     expect(page.locator("#query")).to_be_hidden()
     assert height() <= 70

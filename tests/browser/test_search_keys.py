@@ -92,7 +92,9 @@ def test_shortcuts_dialog_traps_focus_and_closes_on_escape(
     expect(dialog).to_contain_text("Move between cards")
     for key in ["Tab", "Tab", "Shift+Tab"]:
         page.keyboard.press(key)
-        assert page.evaluate("document.getElementById('shortcuts').contains(document.activeElement)")
+        assert page.evaluate(
+            "document.getElementById('shortcuts').contains(document.activeElement)"
+        )
     # "/" does not reach the search behind the dialog.
     page.keyboard.press("/")
     expect(page.locator("#query")).not_to_be_focused()
