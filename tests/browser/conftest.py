@@ -7,7 +7,12 @@ screenshot of each test's page is saved in tests/artifacts/.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import re
+import tarfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,15 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "artifacts"
+CACHE = Path(__file__).parent.parent / ".cache"  # git-ignored
+
+# axe-core, the accessibility checker, from the npm registry: one pinned release, checked
+# against the registry's SHA-512 and cached, so it is downloaded once per machine.
+AXE_VERSION = "4.14.1"
+AXE_TARBALL = f"https://registry.npmjs.org/axe-core/-/axe-core-{AXE_VERSION}.tgz"
+AXE_SHA512 = (
+    "FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
+)
 
 # Runs before the viewer's scripts (and outside its CSP): records CSP violations and object
 # URLs, so tests can prove the viewer neither breaks the policy nor leaks blobs.
@@ -122,3 +136,54 @@ def _expect_timeout() -> None:
 
     # Long enough for a loaded CI machine; every wait still ends as soon as it is met.
     expect.set_options(timeout=10_000)
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """The source of axe.min.js (axe-core from npm, verified, cached in tests/.cache)."""
+    path = CACHE / f"axe-core-{AXE_VERSION}.min.js"
+    if not path.exists():
+        with urllib.request.urlopen(AXE_TARBALL, timeout=60) as response:
+            tarball = response.read()
+        digest = base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+        assert digest == AXE_SHA512, f"{AXE_TARBALL} is not the release this suite pinned"
+        with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+            member = archive.extractfile("package/axe.min.js")
+            assert member is not None
+            source = member.read()
+        CACHE.mkdir(exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_bytes(source)
+        partial.replace(path)
+    return path.read_text()
+
+
+@pytest.fixture
+def axe(axe_source: str):
+    """``axe(page)`` runs axe-core on the page as it is and returns its violations.
+
+    axe is evaluated in the page (page.evaluate is not subject to the page's CSP, which allows
+    only its own scripts), with every WCAG 2.x A/AA rule and the best practices, and the
+    experimental label-content-name-mismatch.
+    """
+
+    def run(page: Page, context: str = "document") -> list[dict]:
+        if not page.evaluate("typeof window.axe === 'object'"):
+            page.evaluate(axe_source)
+        return page.evaluate(
+            """async (context) => {
+                const result = await axe.run(context === 'document' ? document : context, {
+                    resultTypes: ['violations'],
+                    rules: { 'label-content-name-mismatch': { enabled: true } },
+                });
+                return result.violations.map((v) => ({
+                    id: v.id,
+                    impact: v.impact,
+                    help: v.help,
+                    nodes: v.nodes.map((n) => `${n.target.join(' ')}: ${n.failureSummary}`),
+                }));
+            }""",
+            context,
+        )
+
+    return run

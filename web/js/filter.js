@@ -1,61 +1,44 @@
-// What the user asked to see, as the server's subscribe filter and as a local predicate.
+// What the user asked to see: an experiment, asked of the server, and search words, matched here.
 //
-// The text filter is a case-insensitive substring of the topic name. The server matches
-// shell-style patterns case-sensitively, so each letter becomes a class ([dD]) and the
-// pattern characters (* ? [) are bracketed; the local predicate compiles the same atoms
-// to a RegExp so both sides always agree on what matches.
+// The experiment is the server's subscribe filter, so a viewer of one experiment downloads
+// nothing else. The search words are matched in the page against each topic's name, experiment
+// and description (text the server's topic patterns cannot reach): case-insensitive, every word
+// somewhere, in any order, so "detector sum" finds "cxif7214/detector/sum".
 
 const MAX_QUERY = 100;
 
-/** The atoms of a query: each a list of the characters it may match. */
-function atoms(query) {
-  return Array.from(query.slice(0, MAX_QUERY), (ch) => {
-    const lower = ch.toLowerCase();
-    const upper = ch.toUpperCase();
-    // Only single-character case pairs (not 'ß' -> 'SS'), so one atom is one character.
-    const paired = lower !== upper && [...lower].length === 1 && [...upper].length === 1;
-    return paired ? [lower, upper] : [ch];
-  });
-}
-
-function globAtom(chars) {
-  if (chars.length > 1) return `[${chars.join('')}]`;
-  const ch = chars[0];
-  return '*?['.includes(ch) ? `[${ch}]` : ch;
-}
-
-function regexAtom(chars) {
-  return `[${chars.map((ch) => ch.replace(/[\\\]^-]/g, '\\$&')).join('')}]`;
-}
-
-/** The shell-style pattern of topics containing `query`, e.g. '*[dD][eE]*'. */
-export function topicPattern(query) {
-  return `*${atoms(query).map(globAtom).join('')}*`;
+/** The search words of `query`, lower-cased; none for a blank query. */
+export function searchWords(query) {
+  return query.toLowerCase().split(/\s+/u).filter(Boolean);
 }
 
 export class Filter {
   constructor(experiment = '', query = '') {
     this.experiment = experiment;
     this.query = query.slice(0, MAX_QUERY);
-    this.regex = new RegExp(atoms(this.query).map(regexAtom).join(''), 'u');
+    this.words = searchWords(this.query);
   }
 
-  /** True when a topic of `experiment` named `topic` is in the view. */
-  matches(topic, experiment) {
-    return (!this.experiment || experiment === this.experiment) && this.regex.test(topic);
+  /** True when the server is asked for the topics of `experiment` (whatever the words). */
+  requests(experiment) {
+    return !this.experiment || experiment === this.experiment;
   }
 
-  /** The filter as the lists of a subscribe message or the socket URL; [] means all. */
-  get topics() {
-    return this.query ? [topicPattern(this.query)] : [];
+  /** True when a topic named `topic`, of `experiment`, described by `description` is shown. */
+  matches(topic, experiment, description = '') {
+    if (!this.requests(experiment)) return false;
+    if (this.words.length === 0) return true;
+    const text = `${topic}\n${experiment}\n${description ?? ''}`.toLowerCase();
+    return this.words.every((word) => text.includes(word));
   }
 
+  /** The experiments of a subscribe message or the socket URL; [] means all. */
   get experiments() {
     return this.experiment ? [this.experiment] : [];
   }
 
   subscribeMessage() {
-    return { type: 'subscribe', topics: this.topics, experiments: this.experiments };
+    return { type: 'subscribe', topics: [], experiments: this.experiments };
   }
 
   equals(other) {

@@ -144,6 +144,7 @@ export class FocusView {
   }
 
   #reset() {
+    this.#notLive(false);
     this.#token += 1;
     this.#swapToken += 1;
     this.#wanted = null;
@@ -164,6 +165,7 @@ export class FocusView {
     if (!this.isOpen) return;
     this.#compare.update(card);
     if (card.topic !== this.topic || !card.header) return;
+    this.#notLive(false);
     this.#card = card;
     this.announced(card.header);
   }
@@ -333,11 +335,8 @@ export class FocusView {
       header = await getJson(topicUrl(topic));
     } catch (error) {
       if (token !== this.#token) return;
-      this.#notice(
-        error.status === 404
-          ? 'No live topic has this name: it may have expired, or the link is mistyped.'
-          : `Could not load this topic (${error.message}).`,
-      );
+      if (error.status === 404) this.#notLive(true);
+      else this.#notice(`Could not load this topic (${error.message}).`);
       return;
     }
     // The grid's card may have come first over the socket: it is at least as new.
@@ -368,6 +367,22 @@ export class FocusView {
       if (this.#historyBusy === token) this.#historyBusy = 0;
     }
     if (this.#historyAgain && token === this.#token) this.#loadHistory();
+  }
+
+  /**
+   * A topic that is not live (a stale or mistyped link): say so plainly, with nothing of a
+   * detail view (no empty metadata, no Download of an image that does not exist). Cleared when
+   * the topic's card arrives (it went live) and when the view is closed or reused.
+   */
+  #notLive(missing) {
+    this.#root.classList.toggle('focus-missing', missing);
+    this.#el.download.hidden = missing;
+    this.#notice(
+      missing
+        ? 'Not live: no topic of this name is being published now. It may have expired, or ' +
+            'the link is mistyped. Go back to see all live topics.'
+        : '',
+    );
   }
 
   #notice(text) {

@@ -37,6 +37,7 @@ class Card {
     this.full = false;
     this.removed = false;
     this.experimentName = null; // of the newest image received, shown yet or not
+    this.latestDescription = ''; // likewise, for the search
     this.item = element('li', 'card-item');
     this.item.dataset.topic = topic;
     this.link = element('a', 'card');
@@ -46,7 +47,8 @@ class Card {
     this.img = element('div', 'card-placeholder', 'loading…');
     this.media.append(this.img);
     const body = element('div', 'card-body');
-    this.title = element('h2', 'card-topic', topic);
+    this.title = element('h3', 'card-topic', topic);
+    this.title.title = topic; // the full name where it is ellipsised
     const meta = element('p', 'card-meta');
     this.experiment = element('span', 'card-experiment');
     this.seq = element('span', 'card-seq');
@@ -61,7 +63,14 @@ class Card {
     when.append(this.clock, this.updated, this.badge);
     body.append(this.title, meta, this.description, when);
     this.link.append(this.media, body);
-    this.item.append(this.link);
+    // Beside the link, not in it: a button inside a link is neither valid nor reachable.
+    this.pin = element('button', 'card-pin');
+    this.pin.type = 'button';
+    this.pin.dataset.topic = topic;
+    this.pin.setAttribute('aria-label', `Pin ${topic}`);
+    this.pin.setAttribute('aria-pressed', 'false');
+    this.pin.title = 'Pinned topics come first';
+    this.item.append(this.link, this.pin);
   }
 
   /**
@@ -112,10 +121,10 @@ class Card {
   #render(header) {
     this.header = header;
     this.experiment.textContent = header.experiment;
+    this.experiment.title = header.experiment;
     this.seq.textContent = `#${header.seq}`;
     this.seq.title = `update ${header.seq}`;
     this.description.textContent = header.description;
-    this.link.setAttribute('aria-label', `${header.topic}, experiment ${header.experiment}`);
     this.updated.dateTime = isoTime(header.updated_at);
     this.updated.title = localTime(header.updated_at);
     this.clock.dateTime = this.updated.dateTime;
@@ -159,7 +168,6 @@ class Card {
 }
 
 export class Grid {
-  #list;
   #cards = new Map();
   #filter = null;
   #freshness = new Freshness();
@@ -167,17 +175,19 @@ export class Grid {
   #hrefFor;
   #onSwap;
   #previews;
+  #arrangement;
 
   /**
-   * `list` is the <ul>; `onOpen(topic)` is called for a plain click or Enter on a card,
-   * `onSwap(card)` after a card shows a new image, `hrefFor(topic)` gives a card's link.
+   * `list` holds the cards, placed by `arrangement` (arrange.js); `onOpen(topic)` is called for
+   * a plain click or Enter on a card, `onSwap(card)` after a card shows a new image,
+   * `hrefFor(topic)` gives a card's link.
    */
-  constructor(list, { onOpen, onSwap, hrefFor }) {
-    this.#list = list;
+  constructor(list, { onOpen, onSwap, hrefFor, arrangement }) {
     this.#onSwap = onSwap;
     this.#hrefFor = hrefFor;
     this.#previews = new PreviewLoader((card, header, blob, width) =>
       this.#show(card, header, blob, width));
+    this.#arrangement = arrangement;
     list.addEventListener('click', (event) => {
       const link = event.target.closest('a.card');
       // Modified clicks keep their browser meaning (new tab, copy link, ...).
@@ -194,6 +204,11 @@ export class Grid {
 
   topics() {
     return [...this.#cards.keys()];
+  }
+
+  /** Every card, in the order they were created. */
+  cards() {
+    return [...this.#cards.values()];
   }
 
   get size() {
@@ -214,11 +229,12 @@ export class Grid {
     let card = this.#cards.get(header.topic);
     if (!card) {
       card = new Card(header.topic, this.#hrefFor(header.topic), (c, now) => this.#judge(c, now));
-      this.#insertSorted(card);
       this.#cards.set(header.topic, card);
+      this.#arrangement.place(card);
     }
     card.experimentName = header.experiment;
     this.heard(header);
+    card.latestDescription = header.description;
     this.#applyFilter(card);
     if (blob || (card.header && header.digest === card.header.digest)) {
       await this.#show(card, header, blob);
@@ -236,17 +252,6 @@ export class Grid {
     return this.#previews.state;
   }
 
-  #insertSorted(card) {
-    // Alphabetical, so a wall screen keeps its layout while images update.
-    for (const item of this.#list.children) {
-      if (item.dataset.topic.localeCompare(card.topic) > 0) {
-        item.before(card.item);
-        return;
-      }
-    }
-    this.#list.append(card.item);
-  }
-
   remove(topic) {
     this.#freshness.forget(topic); // heard of while paused, its card may not exist yet
     const card = this.#cards.get(topic);
@@ -254,6 +259,7 @@ export class Grid {
     this.#previews.forget(card);
     card.destroy();
     this.#cards.delete(topic);
+    this.#arrangement.forget(topic);
     return true;
   }
 
@@ -268,7 +274,8 @@ export class Grid {
 
   #applyFilter(card) {
     const filter = this.#filter;
-    card.item.hidden = Boolean(filter) && !filter.matches(card.topic, card.experimentName);
+    card.item.hidden =
+      Boolean(filter) && !filter.matches(card.topic, card.experimentName, card.latestDescription);
   }
 
   /** Experiments of the cards held, shown or not. */

@@ -1,10 +1,13 @@
 // Wires the viewer together: URL <-> filter, socket -> grid, focus view, pause, indicator.
 
 import { getJson, goToLogin } from './api.js';
+import { Arrangement } from './arrange.js';
 import { Filter, fillExperiments } from './filter.js';
 import { FocusView } from './focus.js';
 import { Grid } from './grid.js';
 import { OutageBanner } from './outage.js';
+import { keyboardShortcuts } from './keys.js';
+import { applyLayout, initialPins, saveLayout, savePins, storedLayout } from './layout.js';
 import { themeButton } from './theme.js';
 import { LIVE, LiveSocket, OFFLINE, RECONNECTING } from './socket.js';
 import { readView, socketUrl, topicsUrl, viewHref, writeView } from './urls.js';
@@ -26,6 +29,11 @@ const ui = {
   list: $('grid'),
   empty: $('empty'),
   focus: $('focus'),
+  newTopics: $('new-topics'),
+  toolsToggle: $('tools-toggle'),
+  cardSize: $('card-size'),
+  compact: $('compact'),
+  group: $('group'),
 };
 
 themeButton($('theme'));
@@ -43,6 +51,11 @@ let apiExperiments = [];
 let apiTotal = 0; // live topics of every experiment, from the last GET api/topics
 const seenExperiments = new Set(); // in images received, so a new one is listed at once
 
+const arrangement = new Arrangement(ui.list, {
+  cards: () => grid.cards(),
+  onPin: togglePin,
+  onSortIn: sortIn,
+});
 const grid = new Grid(ui.list, {
   onOpen: (topic) => openFocus(topic, { push: true }),
   onSwap: (card) => {
@@ -50,6 +63,7 @@ const grid = new Grid(ui.list, {
     render();
   },
   hrefFor: (topic) => viewHref(viewOf(topic)),
+  arrangement,
 });
 // Images are announced without their bytes: the grid fetches previews sized to its cards and
 // the focus view the full image, so one large image never holds back the others.
@@ -68,7 +82,12 @@ const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
 }, { images: 'announce' });
 
 function viewOf(topic = focus.topic) {
-  const view = { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
+  const view = {
+    experiment: filter.experiment,
+    q: filter.query,
+    topic: topic ?? '',
+    pins: arrangement.pins,
+  };
   // What the focus view compares belongs to its own topic's URL only.
   return topic && topic === focus.topic ? { ...view, ...focus.comparison } : view;
 }
@@ -113,11 +132,15 @@ function sync(topics, current) {
     const live = new Set(topics);
     for (const topic of grid.topics()) {
       const experiment = grid.get(topic).experimentName;
-      if (!live.has(topic) && filter.matches(topic, experiment)) drop(topic);
+      if (!live.has(topic) && filter.requests(experiment)) drop(topic);
     }
     for (const [topic, { header }] of held) {
-      if (!live.has(topic) && filter.matches(topic, header.experiment)) held.delete(topic);
+      if (!live.has(topic) && filter.requests(header.experiment)) held.delete(topic);
     }
+    // What the user asked for is sorted into place; topics that appear on their own (also
+    // those published during an outage) wait at the end.
+    arrangement.expect(askedFor ? topics.filter((topic) => !grid.get(topic)) : []);
+    askedFor = false;
   }
   loadExperiments();
   render();
@@ -167,11 +190,15 @@ function refillExperiments() {
 
 function setFilter(next) {
   if (next.equals(filter)) return;
+  const resubscribe = next.experiment !== filter.experiment; // words are matched here
   filter = next;
   grid.setFilter(filter);
   writeView(viewOf());
-  // Not connected: the next connection's URL carries the filter.
-  socket.subscribe(filter.subscribeMessage());
+  if (resubscribe) {
+    askedFor = true;
+    // Not connected: the next connection's URL carries the filter.
+    socket.subscribe(filter.subscribeMessage());
+  }
   render();
 }
 
@@ -224,6 +251,7 @@ function leaveFocus() {
 
 window.addEventListener('popstate', () => {
   const view = readView();
+  if (view.pins) setPins(view.pins);
   const next = new Filter(view.experiment, view.q);
   if (!next.equals(filter)) {
     ui.experiment.value = next.experiment;
@@ -245,6 +273,69 @@ document.addEventListener('keydown', (event) => {
     leaveFocus();
   }
 });
+
+// --- layout: card size, compact cards, grouping, pins, new topics, phone header -------------
+
+let layout = storedLayout();
+let askedFor = true; // the next sync answers what the user asked for (the first one does)
+
+function setLayout(change) {
+  layout = { ...layout, ...change };
+  saveLayout(layout);
+  showLayout();
+}
+
+function showLayout() {
+  applyLayout(ui.list, layout);
+  ui.cardSize.value = layout.size;
+  ui.compact.setAttribute('aria-pressed', String(layout.compact));
+  ui.group.setAttribute('aria-pressed', String(layout.grouped));
+  arrangement.setGrouped(layout.grouped);
+}
+
+ui.cardSize.addEventListener('change', () => setLayout({ size: ui.cardSize.value }));
+ui.compact.addEventListener('click', () => setLayout({ compact: !layout.compact }));
+ui.group.addEventListener('click', () => setLayout({ grouped: !layout.grouped }));
+
+function setPins(pins) {
+  arrangement.setPins(pins);
+  savePins(arrangement.pins);
+  grid.setFilter(filter); // card links carry the pins
+  render();
+}
+
+function togglePin(topic) {
+  const pins = new Set(arrangement.pins);
+  if (!pins.delete(topic)) pins.add(topic);
+  setPins(pins);
+  writeView(viewOf());
+}
+
+function sortIn() {
+  arrangement.sortIn();
+  render();
+}
+
+ui.newTopics.addEventListener('click', sortIn);
+
+function showTools(open) {
+  ui.bar.classList.toggle('tools-open', open);
+  ui.toolsToggle.setAttribute('aria-expanded', String(open));
+}
+
+ui.toolsToggle.addEventListener('click', () => showTools(!ui.bar.classList.contains('tools-open')));
+
+const shortcuts = keyboardShortcuts({
+  dialog: $('shortcuts'),
+  search: () => {
+    showTools(true);
+    ui.query.focus();
+    ui.query.select();
+  },
+  cards: () => [...ui.list.querySelectorAll('.card-item:not([hidden]) a.card')],
+  blocked: () => focus.isOpen,
+});
+$('shortcuts-button').addEventListener('click', () => shortcuts.open());
 
 // --- pause ----------------------------------------------------------------------------------
 
@@ -325,6 +416,10 @@ function render() {
   }
   ui.empty.textContent = empty;
   ui.empty.hidden = !empty;
+  arrangement.refresh();
+  const fresh = arrangement.freshCount;
+  ui.newTopics.hidden = fresh === 0;
+  ui.newTopics.textContent = `${fresh} new ${fresh === 1 ? 'topic' : 'topics'} — sort in`;
   const title = focus.topic ?? filter.experiment;
   document.title = title ? `${title} — elog-stream` : 'elog-stream';
 }
@@ -333,6 +428,9 @@ function render() {
 
 ui.query.value = filter.query;
 refillExperiments();
+showLayout();
+setPins(initialPins(initial.pins)); // the URL's when it names any, else this browser's
+writeView(viewOf(initial.topic)); // so the address shows the pins, to share or bookmark
 grid.setFilter(filter);
 if (initial.topic) openFocus(initial.topic, { push: false, comparison: initial });
 render();

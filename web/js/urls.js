@@ -2,20 +2,29 @@
 
 const VIEW_KEYS = ['experiment', 'q', 'topic', 'compare', 'blink'];
 
-/** The view named by the page URL: {experiment, q, topic, compare, blink}, each '' when absent. */
+/**
+ * The view named by the page URL: {experiment, q, topic, compare, blink}, each '' when absent,
+ * and `pins`: the pinned topics (`pin`, repeated), or null when the URL names none.
+ */
 export function readView(href = location.href) {
   const params = new URL(href).searchParams;
-  return Object.fromEntries(VIEW_KEYS.map((key) => [key, params.get(key) ?? '']));
+  const view = Object.fromEntries(VIEW_KEYS.map((key) => [key, params.get(key) ?? '']));
+  view.pins = params.has('pin') ? params.getAll('pin').filter(Boolean) : null;
+  return view;
+}
+
+function encodeParam(value) {
+  // Slashes and @ stay readable (?topic=cxif7214/detector/sum&compare=@12): legal in a query.
+  return encodeURIComponent(value).replaceAll('%2F', '/').replaceAll('%40', '@');
 }
 
 /** The page URL (relative, query only) that reopens `view`. */
 export function viewHref(view) {
   const parts = [];
   for (const key of VIEW_KEYS) {
-    // Slashes and @ stay readable (?topic=cxif7214/detector/sum&compare=@12): legal in a query.
-    const value = encodeURIComponent(view[key] ?? '').replaceAll('%2F', '/').replaceAll('%40', '@');
-    if (value) parts.push(`${key}=${value}`);
+    if (view[key]) parts.push(`${key}=${encodeParam(view[key])}`);
   }
+  for (const pin of view.pins ?? []) parts.push(`pin=${encodeParam(pin)}`);
   // './' rather than '' so an emptied query really clears it when used as a link target.
   return parts.length ? `?${parts.join('&')}` : './';
 }
@@ -55,7 +64,6 @@ export function socketUrl(filter) {
   const url = new URL('ws', location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   for (const experiment of filter.experiments) url.searchParams.append('experiment', experiment);
-  for (const topic of filter.topics) url.searchParams.append('topic', topic);
   return url.href;
 }
 
