@@ -7,13 +7,10 @@ import re
 
 from playwright.sync_api import expect
 from support import png, run_service
+from viewer_page import card
 
 # Chromium logs every refused connection attempt as a console error.
 REFUSED = [r"WebSocket connection to .* failed", r"net::ERR_CONNECTION_REFUSED"]
-
-
-def card(page, topic):
-    return page.locator(f'#grid a.card[data-topic="{topic}"]')
 
 
 def test_reconnects_and_resyncs_after_a_restart(settings, publisher, page, page_errors):

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 from support import png
+from viewer_page import card
 
 HISTORY_IMAGE = re.compile(r"/api/topics/scan/x/history/(\d+)/image$")
-
-
-def card(page: Page, topic: str):
-    return page.locator(f'#grid a.card[data-topic="{topic}"]')
 
 
 def test_scrubbing_loads_only_the_versions_shown_and_does_not_yank(service, page):

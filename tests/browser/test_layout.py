@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 from support import png
+from viewer_page import card, expect_grid
 
 ARTIFACTS = Path(__file__).parent.parent / "artifacts"
 DESKTOP = {"width": 1440, "height": 900}
@@ -27,10 +28,6 @@ BOXES = """() => [...document.querySelectorAll('#grid .card-item')]
     })"""
 
 
-def card(page: Page, topic: str):
-    return page.locator(f'#grid a.card[data-topic="{topic}"]')
-
-
 def publish_44(service) -> list[str]:
     """44 topics, 11 in each of 4 experiments, as a beamline's screens would show."""
     topics = []
@@ -46,7 +43,7 @@ def open_grid(service, new_page, viewport=DESKTOP, scheme="dark", count=44) -> P
     page = new_page(viewport=viewport, color_scheme=scheme)
     page.goto(service.url)
     expect(page.locator("#status-text")).to_have_text("Live")
-    expect(page.locator("#grid img.card-img")).to_have_count(count)
+    expect_grid(page, count)
     return page
 
 
@@ -85,7 +82,7 @@ def test_compact_small_cards_fit_44_topics_in_two_screens(service, new_page, sch
 
     # Remembered by this browser.
     page.reload()
-    expect(page.locator("#grid img.card-img")).to_have_count(44)
+    expect_grid(page, 44)
     expect(page.locator("#card-size")).to_have_value("s")
     expect(page.locator("#compact")).to_have_attribute("aria-pressed", "true")
     assert page.evaluate(height) <= 2 * DESKTOP["height"]
@@ -151,17 +148,17 @@ def test_pins_come_first_survive_a_reload_and_the_url_wins(service, new_page):
 
     # localStorage: a bare URL in this browser gets the pins back (and shows them).
     page.goto(service.url)
-    expect(page.locator("#grid img.card-img")).to_have_count(44)
+    expect_grid(page, 44)
     expect(page.locator("#grid .card-topic").first).to_have_text(pinned)
     expect(page).to_have_url(re.compile(r"\?pin=xpp3316/scan/plot08$"))
 
     # A link naming pins wins over this browser's, and is remembered.
     other = "amo06/laser/plot01"
     page.goto(f"{service.url}?pin={other}")
-    expect(page.locator("#grid img.card-img")).to_have_count(44)
+    expect_grid(page, 44)
     expect(page.locator("#grid .card-pinned .card-topic")).to_have_text([other])
     page.goto(service.url)
-    expect(page.locator("#grid img.card-img")).to_have_count(44)
+    expect_grid(page, 44)
     expect(page.locator("#grid .card-pinned .card-topic")).to_have_text([other])
 
     # Grouped, pins still come first; unpinning puts the card back in its place.

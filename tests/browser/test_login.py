@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 from support import png, run_service
+from viewer_page import card
 
 TOKEN = "s3cret-view-token"
 # The requests the server refuses once the session is gone are logged by Chromium.
@@ -17,10 +18,6 @@ def guarded(settings, page_errors):
     for pattern in REFUSED:
         page_errors.allow(pattern)
     return settings.replace(view_token=TOKEN)
-
-
-def card(page: Page, topic: str):
-    return page.locator(f'#grid a.card[data-topic="{topic}"]')
 
 
 def log_in(page: Page, token: str) -> None:

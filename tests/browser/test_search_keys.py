@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 from support import png
+from viewer_page import card, expect_grid
 
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -14,10 +15,6 @@ SIZES = pytest.mark.parametrize(
 THEMES = pytest.mark.parametrize("scheme", ["dark", "light"])
 LONG_TOPIC = "cxif7214/" + "very-long-camera-segment-name/" * 4 + "frame"
 LONG_EXPERIMENT = "experiment-with-a-name-far-longer-than-any-card-is-wide-2026"
-
-
-def card(page: Page, topic: str):
-    return page.locator(f'#grid a.card[data-topic="{topic}"]')
 
 
 def publish_set(service) -> None:
@@ -33,7 +30,7 @@ def open_grid(service, new_page, viewport=DESKTOP, scheme="dark", count=5) -> Pa
     page = new_page(viewport=viewport, color_scheme=scheme)
     page.goto(service.url)
     expect(page.locator("#status-text")).to_have_text("Live")
-    expect(page.locator("#grid img.card-img")).to_have_count(count)
+    expect_grid(page, count)
     return page
 
 
@@ -257,7 +254,7 @@ def test_a_missing_topic_says_not_live(service, new_page, page_errors, axe, view
     assert_axe_clean(axe, page)
     page.keyboard.press("Escape")
     expect(focus).to_be_hidden()
-    expect(page.locator("#grid img.card-img")).to_have_count(5)
+    expect_grid(page, 5)
 
     # A live topic opened next shows its details and download again.
     card(page, "amo06/spectrum").click()

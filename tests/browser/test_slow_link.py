@@ -12,6 +12,7 @@ import numpy
 import pytest
 from playwright.sync_api import Page, expect
 from support import png
+from viewer_page import card
 
 SMALL_TOPICS = [f"exp/plot{n:02d}" for n in range(24)]
 BIG_TOPIC = "exp/camera"  # sorts first: its card is in view on every screen
@@ -29,10 +30,6 @@ def big_image() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
-
-
-def card(page: Page, topic: str):
-    return page.locator(f'#grid a.card[data-topic="{topic}"]')
 
 
 def throttle(page: Page) -> None:

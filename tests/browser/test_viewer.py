@@ -8,12 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Page, expect
 from support import png
+from viewer_page import card
 
 XSS = "<img src=x onerror=window.__pwned=1><script>window.__pwned=1</script>"
-
-
-def card(page: Page, topic: str):
-    return page.locator(f'#grid a.card[data-topic="{topic}"]')
 
 
 def query(page: Page) -> dict[str, list[str]]:

@@ -1,0 +1,25 @@
+"""What the browser tests look for in the viewer's page."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Locator, Page, expect
+
+# True once every shown card that is on screen has decoded its image: cards off screen load
+# their previews only when scrolled into view (web/js/previews.js).
+_ON_SCREEN_SHOWN = """() => [...document.querySelectorAll('#grid .card-item')]
+  .filter((item) => {
+    const box = item.getBoundingClientRect();
+    return !item.hidden && box.height > 0 && box.bottom > 0 && box.top < innerHeight;
+  })
+  .every((item) => item.querySelector('img.card-img')?.complete)"""
+
+
+def card(page: Page, topic: str) -> Locator:
+    """The link of ``topic``'s card."""
+    return page.locator(f'#grid a.card[data-topic="{topic}"]')
+
+
+def expect_grid(page: Page, count: int) -> None:
+    """Wait until the grid holds ``count`` cards and those on screen show their images."""
+    expect(page.locator("#grid .card-item")).to_have_count(count)
+    page.wait_for_function(_ON_SCREEN_SHOWN)
