@@ -1,15 +1,16 @@
 // The focus view: one topic large, with its full description, metadata, a download link and
 // a scrubber through the versions the server keeps.
 
-import { getJson } from './api.js';
+import { getJson, getJsonAndHeaders } from './api.js';
 import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { altText } from './grid.js';
-import { Scrubber } from './scrubber.js';
+import { BY_USER, GONE, Scrubber, historyLimits } from './scrubber.js';
 import { historyImageUrl, historyUrl, imageUrl, topicUrl } from './urls.js';
 
-// New images of the open topic refresh the history list (which versions are still kept)
-// once they pause this long, so a fast publisher costs one request per pause, not per image.
-const HISTORY_REFRESH_MS = 500;
+// New images of the open topic reload the history list (which versions are still kept) at
+// most this often, also while they never pause: a fast publisher costs one request a second.
+// Between reloads the scrubber drops what each new image evicts by itself.
+const HISTORY_REFRESH_MS = 1000;
 
 export class FocusView {
   #root;
@@ -20,13 +21,21 @@ export class FocusView {
   #wanted = null; // seq of the image being swapped in, or on screen
   #card = null; // the grid card of the topic, whose newest image the view shows when live
   #refreshTimer = 0;
+  #lastRefresh = -Infinity; // performance.now() of the last history request
   #historyBusy = 0;
   #historyAgain = false;
+  #pinned = null; // seq asked for by the link that opened the view, until the history is in
+  #onVersion;
   topic = null;
   #header = null; // of the image on screen
+  #noticeKind = '';
 
-  /** `root` is the focus <section>; `onClose()` is called by its back button. */
-  constructor(root, { onClose }) {
+  /**
+   * `root` is the focus <section>; `onClose()` is called by its back button, `onVersion()`
+   * when `pinnedSeq` changed (the version to put in the URL).
+   */
+  constructor(root, { onClose, onVersion = () => {} }) {
+    this.#onVersion = onVersion;
     this.#root = root;
     const $ = (selector) => root.querySelector(selector);
     this.#el = {
@@ -43,7 +52,7 @@ export class FocusView {
       digest: $('[data-focus=digest]'),
     };
     this.#scrubber = new Scrubber($('[data-focus=scrub]'), {
-      onSettle: (entry, following) => this.#showVersion(entry, following),
+      onSettle: (entry, following, why) => this.#settled(entry, following, why),
     });
     $('[data-focus=back]').addEventListener('click', () => onClose());
     window.addEventListener('resize', () => this.#fit());
@@ -54,9 +63,19 @@ export class FocusView {
     return this.topic !== null;
   }
 
-  /** Show `topic`: from its card when the grid has it, else (a shared link) over HTTP. */
-  open(topic, card) {
+  /** The version shown when it is not the newest (for the URL), else null. */
+  get pinnedSeq() {
+    if (this.#pinned !== null) return this.#pinned;
+    return this.#scrubber.following ? null : (this.#wanted ?? null);
+  }
+
+  /**
+   * Show `topic`: from its card when the grid has it, else (a shared link) over HTTP; `seq`
+   * (from a link) shows that version, once the history says whether it is still kept.
+   */
+  open(topic, card, { seq = null } = {}) {
     this.#reset();
+    this.#pinned = Number.isSafeInteger(seq) && seq > 0 ? seq : null;
     this.topic = topic;
     this.#card = card ?? null;
     this.#root.hidden = false;
@@ -85,8 +104,10 @@ export class FocusView {
     this.#wanted = null;
     this.#header = null;
     this.#card = null;
+    this.#pinned = null;
     this.#historyAgain = false;
     clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = 0;
     this.#scrubber.reset();
     this.#el.media.replaceChildren();
   }
@@ -95,13 +116,23 @@ export class FocusView {
   update(card) {
     if (card.topic !== this.topic || !card.header) return;
     this.#card = card;
-    this.#notice('');
+    if (this.#noticeKind !== GONE) this.#notice('');
     const following = this.#scrubber.add(card.header);
-    clearTimeout(this.#refreshTimer);
-    this.#refreshTimer = setTimeout(() => this.#loadHistory(), HISTORY_REFRESH_MS);
-    if (following && card.img instanceof HTMLImageElement) {
+    this.#refreshSoon();
+    // A link's version waits for the history: no flash of the newest image first.
+    if (following && this.#pinned === null && card.img instanceof HTMLImageElement) {
       this.#swap(card.img.cloneNode(), card.header);
     }
+  }
+
+  /** Reload the history within HISTORY_REFRESH_MS of the last reload, not sooner. */
+  #refreshSoon() {
+    if (this.#refreshTimer) return;
+    const wait = Math.max(0, this.#lastRefresh + HISTORY_REFRESH_MS - performance.now());
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = 0;
+      this.#loadHistory();
+    }, wait);
   }
 
   expired(topic) {
@@ -131,7 +162,34 @@ export class FocusView {
     this.#scrubber.step(delta);
   }
 
-  /** The scrubber came to rest on `entry`: the card's image if it is the newest, else HTTP. */
+  /** The scrubber came to rest on `entry`: say why if it had to, show it, note it in the URL. */
+  #settled(entry, following, { why, wanted }) {
+    if (why === GONE) {
+      let where = 'the next kept';
+      if (following) where = 'the newest';
+      else if (entry === this.#scrubber.oldest) where = 'the oldest kept';
+      this.#notice(
+        `Update #${wanted} is no longer kept on the server${this.#keeps()}: ` +
+          `showing ${where}, #${entry.seq}.`,
+        GONE,
+      );
+    } else if (why === BY_USER && this.#noticeKind === GONE) {
+      this.#notice('');
+    }
+    this.#showVersion(entry, following);
+    this.#onVersion();
+  }
+
+  /** " (it keeps 50 updates, 5 s)": the limits, when the server told them. */
+  #keeps() {
+    const limits = this.#scrubber.limits;
+    if (!limits) return '';
+    const updates = limits.length === 1 ? 'only the newest update' : `${limits.length} updates`;
+    const within = limits.seconds > 0 ? `, ${limits.seconds} s` : '';
+    return ` (it keeps ${updates}${within})`;
+  }
+
+  /** The card's image if `entry` is the newest, else the kept one over HTTP. */
   #showVersion(entry, following) {
     if (entry.seq === this.#wanted) return;
     const card = this.#card;
@@ -159,15 +217,16 @@ export class FocusView {
       // A card's image fails only when a newer one revoked its URL first (that one follows);
       // a kept one when the server dropped it meanwhile.
       if (kept) {
-        this.#notice(`Update #${header.seq} is no longer kept on the server.`);
+        // The reloaded list no longer has it: the scrubber moves on and says so.
+        this.#notice(`Update #${header.seq} is no longer kept on the server.`, GONE);
         this.#loadHistory();
       }
       return;
     }
     if (token !== this.#swapToken) return;
-    if (kept) this.#notice('');
     this.#el.media.replaceChildren(img);
     this.#render(header);
+    this.#scrubber.showing(header);
     this.#fit();
   }
 
@@ -205,7 +264,7 @@ export class FocusView {
     // The grid's card may have come first over the socket: it is at least as new.
     if (token !== this.#token || this.#card) return;
     this.#notice('');
-    if (this.#scrubber.add(header)) this.#showVersion(header, false);
+    if (this.#scrubber.add(header) && this.#pinned === null) this.#showVersion(header, false);
   }
 
   /** (Re)load the list of kept versions; one request at a time, repeated if asked meanwhile. */
@@ -217,16 +276,42 @@ export class FocusView {
     }
     this.#historyBusy = token;
     this.#historyAgain = false;
+    this.#lastRefresh = performance.now();
     try {
-      const history = await getJson(historyUrl(this.topic));
-      if (token === this.#token && Array.isArray(history)) this.#scrubber.replace(history);
+      const { body, headers } = await getJsonAndHeaders(historyUrl(this.topic));
+      if (token === this.#token && Array.isArray(body)) {
+        this.#scrubber.replace(body, historyLimits(headers));
+        this.#restorePinned();
+      } else if (token === this.#token) {
+        this.#unpin();
+      }
     } catch (error) {
       // 404: the topic is not live; the view says so already, or will when it expires.
       if (error.status !== 404) console.warn('elog-stream: could not load history:', error.message);
+      if (token === this.#token) this.#unpin();
     } finally {
       if (this.#historyBusy === token) this.#historyBusy = 0;
     }
     if (this.#historyAgain && token === this.#token) this.#loadHistory();
+  }
+
+  /** The first history is in: go to the version the link asked for (or say it is gone). */
+  #restorePinned() {
+    const seq = this.#pinned;
+    if (seq === null) return;
+    this.#pinned = null;
+    this.#scrubber.pin(seq);
+  }
+
+  /** No history to find the link's version in: show the newest instead. */
+  #unpin() {
+    if (this.#pinned === null) return;
+    this.#pinned = null;
+    const card = this.#card;
+    if (card?.header && card.img instanceof HTMLImageElement) {
+      this.#swap(card.img.cloneNode(), card.header);
+    }
+    this.#onVersion();
   }
 
   /** Draw the image with crisp pixels when shown at twice its size or more (HiDPI screens). */
@@ -237,7 +322,9 @@ export class FocusView {
     img.classList.toggle('pixelated', scale >= 2);
   }
 
-  #notice(text) {
+  /** Show `text` (none: hide); a GONE notice stays until the user moves the scrubber. */
+  #notice(text, kind = '') {
+    this.#noticeKind = text ? kind : '';
     this.#el.notice.textContent = text;
     this.#el.notice.hidden = !text;
   }

@@ -50,7 +50,10 @@ const grid = new Grid(ui.list, {
   },
   hrefFor: (topic) => viewHref(viewOf(topic)),
 });
-const focus = new FocusView(ui.focus, { onClose: leaveFocus });
+const focus = new FocusView(ui.focus, {
+  onClose: leaveFocus,
+  onVersion: () => writeView(currentView()),
+});
 const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
   onStatus: showStatus,
   onSync: sync,
@@ -61,6 +64,17 @@ const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
 
 function viewOf(topic = focus.topic) {
   return { experiment: filter.experiment, q: filter.query, topic: topic ?? '' };
+}
+
+/** The view on screen, with the focus view's version when it is not the newest. */
+function currentView() {
+  return { ...viewOf(), seq: focus.pinnedSeq ?? '' };
+}
+
+/** The version a URL's view asks for (&seq=N), else null. */
+function seqOf(view) {
+  const seq = Number(view.seq);
+  return view.seq && Number.isSafeInteger(seq) && seq > 0 ? seq : null;
 }
 
 // --- data from the socket -------------------------------------------------------------------
@@ -153,7 +167,7 @@ function setFilter(next) {
   if (next.equals(filter)) return;
   filter = next;
   grid.setFilter(filter);
-  writeView(viewOf());
+  writeView(currentView());
   // Not connected: the next connection's URL carries the filter.
   socket.subscribe(filter.subscribeMessage());
   render();
@@ -177,12 +191,12 @@ ui.experiment.addEventListener('change', () => {
 
 // --- focus view -----------------------------------------------------------------------------
 
-function openFocus(topic, { push }) {
-  focus.open(topic, grid.get(topic));
+function openFocus(topic, { push, seq = null }) {
+  focus.open(topic, grid.get(topic), { seq });
   ui.main.inert = true;
   ui.bar.inert = true;
   document.body.classList.add('focus-open');
-  writeView(viewOf(topic), { push });
+  writeView(currentView(), { push });
   render();
 }
 
@@ -214,7 +228,9 @@ window.addEventListener('popstate', () => {
     ui.query.value = next.query;
     setFilter(next);
   }
-  if (view.topic && view.topic !== focus.topic) openFocus(view.topic, { push: false });
+  if (view.topic && view.topic !== focus.topic) {
+    openFocus(view.topic, { push: false, seq: seqOf(view) });
+  }
   else if (!view.topic && focus.isOpen) closeFocus();
 });
 
@@ -300,7 +316,7 @@ function render() {
 ui.query.value = filter.query;
 refillExperiments();
 grid.setFilter(filter);
-if (initial.topic) openFocus(initial.topic, { push: false });
+if (initial.topic) openFocus(initial.topic, { push: false, seq: seqOf(initial) });
 render();
 socket.start();
 

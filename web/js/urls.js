@@ -1,8 +1,9 @@
 // Every URL the viewer builds, all relative to the page so a reverse-proxy prefix (/elog/) works.
 
-const VIEW_KEYS = ['experiment', 'q', 'topic'];
+// `seq`: the version the focus view shows when it is not the newest (absent: live).
+const VIEW_KEYS = ['experiment', 'q', 'topic', 'seq'];
 
-/** The view named by the page URL: {experiment, q, topic}, each '' when absent. */
+/** The view named by the page URL: {experiment, q, topic, seq}, each '' when absent. */
 export function readView(href = location.href) {
   const params = new URL(href).searchParams;
   return Object.fromEntries(VIEW_KEYS.map((key) => [key, params.get(key) ?? '']));
