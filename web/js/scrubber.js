@@ -234,6 +234,8 @@ export class Scrubber {
     this.#root.dataset.seq = entry ? String(entry.seq) : '';
     this.#root.dataset.oldest = count ? String(this.#entries[0].seq) : '';
     this.#root.dataset.newest = count ? String(this.#entries.at(-1).seq) : '';
+    const limits = this.#limits;
+    this.#root.dataset.limits = limits ? `${limits.length} ${limits.bytes} ${limits.seconds}` : '';
     // The label is the image's; the slider's own text is where it points.
     el.position.textContent = this.#shown ? this.#describe(this.#shown) : '';
     el.slider.max = String(Math.max(1, count));
