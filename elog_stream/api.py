@@ -18,7 +18,7 @@ from .errors import ElogError, ImageTooLargeError, InvalidNameError
 from .images import CONTENT_TYPES
 from .previews import MAX_WIDTH, MIN_WIDTH, PreviewRefusedError
 from .protocol import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, validate_topic
-from .records import TopicImage
+from .records import HistoryLimits, TopicImage
 from .service import Service
 from .stats import CONTENT_TYPE
 
@@ -155,15 +155,40 @@ async def list_topics(service: ServiceDep) -> list[Topic]:
     return [Topic(**image.topic_object()) for image in service.hub.images()]
 
 
+# The limits the latest publish trimmed the history by, so that a viewer can drop what the
+# next publishes evict without asking again (docs/protocol.md).
+_HISTORY_HEADERS = {
+    "Elog-History-Length": "images kept at most (their seqs span less than this)",
+    "Elog-History-Bytes": "image bytes kept at most (the newest image is always kept)",
+    "Elog-History-Seconds": "images published this long before the newest go (0: no limit)",
+}
+# What a topic whose publisher keeps no history serves: its current image only.
+_CURRENT_ONLY = HistoryLimits(length=1, bytes=0, seconds=0.0)
+
+
 @router.get(
-    "/api/topics/{topic:topic}/history", responses=_READ_ERRORS, dependencies=needs(Access.VIEW)
+    "/api/topics/{topic:topic}/history",
+    responses={
+        200: {"headers": {name: {"description": text} for name, text in _HISTORY_HEADERS.items()}},
+        **_READ_ERRORS,
+    },
+    dependencies=needs(Access.VIEW),
 )
-async def topic_history(topic: str, service: ServiceDep) -> list[HistoryEntry]:
-    """The topic's kept images, newest first: metadata only, fetch images one by one."""
+async def topic_history(topic: str, response: Response, service: ServiceDep) -> list[HistoryEntry]:
+    """The topic's kept images, newest first: metadata only, fetch images one by one.
+
+    The ``Elog-History-*`` headers give the limits the latest publish kept them by, when known.
+    """
     current = await _current(service, topic)
-    entries = await service.store.history(topic)
+    entries, limits = await service.store.history(topic)
+    if not entries and limits is None:
+        limits = _CURRENT_ONLY
     if not entries or entries[0]["seq"] < current.seq:  # a publisher that keeps no history
         entries.insert(0, current.metadata())
+    if limits is not None:
+        response.headers["Elog-History-Length"] = str(limits.length)
+        response.headers["Elog-History-Bytes"] = str(limits.bytes)
+        response.headers["Elog-History-Seconds"] = f"{limits.seconds:.15g}"
     return [HistoryEntry(**entry) for entry in entries]
 
 

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         description=f"an integer from 0 to {MAX_HISTORY_LENGTH}",
     )
     history_bytes: int = Field(DEFAULT_HISTORY_BYTES, ge=0, description="an integer >= 0")
+    # Kept images also go once published this long before the newest; 0: no time limit.
+    history_seconds: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="a number of seconds >= 0 (0: no limit)"
+    )
     max_image_bytes: int = Field(DEFAULT_MAX_IMAGE_BYTES, gt=0, description="an integer > 0")
     slow_viewer_timeout: _Seconds = 30.0
     redis_timeout: _Seconds = 10.0  # seconds the service waits for any Redis reply
@@ -150,7 +154,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def limits(self) -> Limits:
-        return Limits(self.ttl, self.history_length, self.history_bytes)
+        return Limits(self.ttl, self.history_length, self.history_bytes, self.history_seconds)
 
     @field_validator(
         "redis_url",

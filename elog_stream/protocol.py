@@ -148,11 +148,18 @@ PUBLISH_SCRIPT = """\
 -- ARGV[1] channel {prefix}updates          ARGV[2] notification {"topic":"T"}
 -- ARGV[3] ttl in seconds                   ARGV[4] history length (0 to 10000)
 -- ARGV[5] history byte budget              ARGV[6] history entry JSON (metadata, no seq)
--- ARGV[7...] field, value pairs of the topic hash
+-- ARGV[7] history seconds (0: no time limit) ARGV[8...] field, value pairs of the topic hash
+-- (The earlier form, without ARGV[7] and with the pairs from ARGV[7], keeps no time limit.)
 -- Returns the topic's new sequence number. Refuses, with an error starting "ELOGDATA <kind>",
 -- to touch keys it cannot have written: another type, or a seq that is not an integer.
 local topic, history = KEYS[1], KEYS[2]
 local ttl, keep, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local seconds, pairs_at = tonumber(ARGV[7]), 8
+if seconds == nil then seconds, pairs_at = 0, 7 end  -- a field name: the earlier form
+if not (seconds >= 0 and seconds < math.huge) then
+  return redis.error_reply('ERR history seconds must be a number >= 0, not '
+    .. string.sub(ARGV[7], 1, 40))
+end
 local function field(name, n) return name .. string.format('%d', n) end
 local function whole(value)  -- an integer from 0 to 2^53-2, else nil
   local n = tonumber(value)
@@ -176,12 +183,12 @@ local seq = redis.call('HINCRBY', topic, 'seq', 1)
 if seq == 1 then
   redis.call('DEL', history)  -- a history left from before the topic expired and restarted
 end
-redis.call('HSET', topic, unpack(ARGV, 7))
+redis.call('HSET', topic, unpack(ARGV, pairs_at))
 redis.call('EXPIRE', topic, ttl)
 if keep > 0 then
   local first = whole(redis.call('HGET', history, 'first'))
   local bytes = whole(redis.call('HGET', history, 'bytes'))
-  if first == nil or bytes == nil or first > seq or redis.call('HLEN', history) > 20002
+  if first == nil or bytes == nil or first > seq or redis.call('HLEN', history) > 20003
       or redis.call('HEXISTS', history, field('meta:', seq)) == 1 then
     -- none yet, not ours, or left over from before the topic expired and restarted at 1
     redis.call('DEL', history)
@@ -202,14 +209,30 @@ if keep > 0 then
     end
     table.sort(kept)
   end
+  -- By time: entries published over `seconds` before this one, by the publishers' clocks
+  -- (the entries' updated_at), go; so do unreadable ones.
+  local cutoff
+  if seconds > 0 then
+    local ok, entry = pcall(cjson.decode, ARGV[6])
+    if ok and type(entry) == 'table' and type(entry.updated_at) == 'number' then
+      cutoff = entry.updated_at - seconds
+    end
+  end
+  local function old(n)
+    if not cutoff then return false end
+    local ok, meta = pcall(cjson.decode, redis.call('HGET', history, field('meta:', n)))
+    return not (ok and type(meta) == 'table' and type(meta.updated_at) == 'number'
+      and meta.updated_at >= cutoff)
+  end
   local i = 1
-  while kept[i] < seq and (seq - kept[i] >= keep or bytes > budget) do
+  while kept[i] < seq and (seq - kept[i] >= keep or bytes > budget or old(kept[i])) do
     local size = redis.call('HSTRLEN', history, field('image:', kept[i]))
     bytes = redis.call('HINCRBY', history, 'bytes', -size)
     redis.call('HDEL', history, field('meta:', kept[i]), field('image:', kept[i]))
     i = i + 1
   end
-  redis.call('HSET', history, 'first', string.format('%d', kept[i]))
+  redis.call('HSET', history, 'first', string.format('%d', kept[i]), 'limits',
+    string.format('{"length":%.17g,"bytes":%.17g,"seconds":%.17g}', keep, budget, seconds))
   redis.call('EXPIRE', history, ttl)
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
@@ -320,11 +343,13 @@ def _sha1(script: str) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """How long topics live and how much history each keeps."""
+    """How long topics live and how much history each keeps (``history_seconds`` 0: no
+    time limit)."""
 
     ttl: int = DEFAULT_TTL
     history_length: int = DEFAULT_HISTORY_LENGTH
     history_bytes: int = DEFAULT_HISTORY_BYTES
+    history_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -383,6 +408,7 @@ def publish_call(
             limits.history_length,
             limits.history_bytes,
             entry,
+            repr(float(limits.history_seconds)),
             *[item for pair in fields.items() for item in pair],
             IMAGE_FIELD,
             data,

@@ -128,12 +128,12 @@ class Publisher:
     else the default data directory; see local.py), then to ``redis://localhost:6379/0``,
     decided once, here. The other options left None come from ``ELOG_*`` variables, else the
     defaults (see config.Settings): ``prefix``, ``ttl`` (seconds), ``history_length``,
-    ``history_bytes``, ``max_image_bytes``, ``redis_timeout`` (seconds). Invalid ones raise
-    SettingsError (a ValueError). Nothing connects until the first call. Methods raise
-    RedisUnavailableError when Redis cannot be reached, RedisRefusedError when it answers with
-    an error, CorruptTopicError when the topic's keys hold data elog-stream did not write.
-    ``redis_url`` may name one server or any node of a Redis Cluster: the first call finds out
-    which. Safe to share between threads.
+    ``history_bytes``, ``history_seconds``, ``max_image_bytes``, ``redis_timeout`` (seconds).
+    Invalid ones raise SettingsError (a ValueError). Nothing connects until the first call.
+    Methods raise RedisUnavailableError when Redis cannot be reached, RedisRefusedError when it
+    answers with an error, CorruptTopicError when the topic's keys hold data elog-stream did
+    not write. ``redis_url`` may name one server or any node of a Redis Cluster: the first call
+    finds out which. Safe to share between threads.
 
     ``background=True``: ``publish`` only checks the names and copies the image (a figure is
     drawn, see images.capture), queues the frame and returns None; a worker thread owned by
@@ -161,12 +161,14 @@ class Publisher:
         ttl: int | None = None,
         history_length: int | None = None,
         history_bytes: int | None = None,
+        history_seconds: float | None = None,
         max_image_bytes: int | None = None,
         redis_timeout: float | None = None,
     ) -> None:
         settings = Settings.from_env(
             redis_url=redis_url, prefix=prefix, ttl=ttl, history_length=history_length,
-            history_bytes=history_bytes, max_image_bytes=max_image_bytes,
+            history_bytes=history_bytes, history_seconds=history_seconds,
+            max_image_bytes=max_image_bytes,
             redis_timeout=redis_timeout, max_rate=max_rate,
         )  # fmt: skip
         self._core = _Core(settings)
@@ -362,12 +364,14 @@ class AsyncPublisher:
         ttl: int | None = None,
         history_length: int | None = None,
         history_bytes: int | None = None,
+        history_seconds: float | None = None,
         max_image_bytes: int | None = None,
         redis_timeout: float | None = None,
     ) -> None:
         settings = Settings.from_env(
             redis_url=redis_url, prefix=prefix, ttl=ttl, history_length=history_length,
-            history_bytes=history_bytes, max_image_bytes=max_image_bytes,
+            history_bytes=history_bytes, history_seconds=history_seconds,
+            max_image_bytes=max_image_bytes,
             redis_timeout=redis_timeout, max_rate=max_rate,
         )  # fmt: skip
         self._core = _Core(settings)

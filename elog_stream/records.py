@@ -18,6 +18,7 @@ from .errors import CorruptTopicError, InvalidImageError, InvalidNameError
 from .images import CONTENT_TYPES, sniff_content_type
 from .protocol import (
     MAX_DESCRIPTION_LENGTH,
+    MAX_HISTORY_LENGTH,
     PublishCall,
     digest,
     validate_description,
@@ -222,6 +223,36 @@ def parse_history_image(
         digest=entry["digest"],
         data=data,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLimits:
+    """What the latest publish trimmed a topic's history to (the history's ``limits``)."""
+
+    length: int
+    bytes: int
+    seconds: float  # 0: no time limit
+
+
+def parse_history_limits(topic: str, raw: Any) -> HistoryLimits | None:
+    """The ``limits`` JSON of a history hash; None when absent (written by an earlier script)."""
+    if raw is None:
+        return None
+    try:
+        limits = json.loads(raw) if isinstance(raw, bytes) and len(raw) <= 256 else None
+    except (ValueError, RecursionError):
+        limits = None
+    if isinstance(limits, dict):
+        length, size, seconds = (_number(limits.get(k)) for k in ("length", "bytes", "seconds"))
+        if length in range(1, MAX_HISTORY_LENGTH + 1) and size == int(size) and seconds >= 0:
+            return HistoryLimits(int(length), int(size), seconds)
+    raise CorruptTopicError(topic, "invalid_history", f"limits {str(raw)[:80]} are unusable")
+
+
+def _number(value: Any) -> float:
+    """A finite number >= 0, else -1."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) and value >= 0 else -1.0
 
 
 def parse_seq(topic: str, value: Any) -> int | None:

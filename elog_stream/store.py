@@ -59,6 +59,7 @@ from .protocol import (
     validate_topic,
 )
 from .records import (
+    HistoryLimits,
     LegacyFrame,
     LegacySkip,
     TopicImage,
@@ -66,6 +67,7 @@ from .records import (
     parse_fields,
     parse_history_entry,
     parse_history_image,
+    parse_history_limits,
     parse_legacy,
     parse_seq,
     parse_topic,
@@ -230,19 +232,27 @@ class TopicStore:
             versions[topic] = version
         return versions
 
-    async def history(self, topic: str) -> list[dict[str, Any]]:
-        """Metadata of the topic's kept images, newest first; unusable entries are skipped.
+    async def history(self, topic: str) -> tuple[list[dict[str, Any]], HistoryLimits | None]:
+        """Metadata of the topic's kept images, newest first (unusable entries are skipped),
+        and the limits the latest publish kept them by (None: unknown, or unusable).
 
         Raises CorruptTopicError when the history as a whole cannot be read.
         """
         history_key = self._keys.history(topic)
         with self._refused(topic):
-            first_reply = await self._script(read_call(history_key, ("first",), 64), topic)
+            head_call = read_call(history_key, ("first", "limits"), 512)
+            head = parse_fields(topic, await self._script(head_call, topic)) or [None, None]
             seq_reply = await self._script(read_call(self._keys.topic(topic), ("seq",), 64), topic)
-            first = parse_seq(topic, (parse_fields(topic, first_reply) or [None])[0])
+            first = parse_seq(topic, head[0])
             last = parse_seq(topic, (parse_fields(topic, seq_reply) or [None])[0])
             if first is None or last is None or first > last:
-                return []
+                return [], None
+        try:
+            limits = parse_history_limits(topic, head[1])
+        except CorruptTopicError as exc:
+            self._report(exc)
+            limits = None
+        with self._refused(topic):
             seqs = range(last, max(first, last - MAX_HISTORY_ENTRIES + 1) - 1, -1)
             fields = [f"meta:{seq}" for seq in seqs]
             call = read_call(history_key, fields, _HISTORY_BYTES)
@@ -256,7 +266,7 @@ class TopicStore:
                 continue
             if parsed is not None:
                 entries.append(parsed)
-        return entries
+        return entries, limits
 
     async def history_image(self, topic: str, seq: int) -> TopicImage | None:
         """The kept image ``seq`` of the topic; None when it is no longer kept."""

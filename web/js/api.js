@@ -15,8 +15,13 @@ export function goToLogin() {
 
 /** The parsed JSON body of `url`; throws HttpError for any status but 2xx (after 401: login). */
 export async function getJson(url) {
+  return (await getJsonAndHeaders(url)).body;
+}
+
+/** As getJson, with the response's headers: `{body, headers}`. */
+export async function getJsonAndHeaders(url) {
   const response = await fetch(url, { headers: { Accept: 'application/json' } });
   if (response.status === 401) goToLogin();
   if (!response.ok) throw new HttpError(response.status);
-  return response.json();
+  return { body: await response.json(), headers: response.headers };
 }

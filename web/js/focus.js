@@ -2,17 +2,18 @@
 // a scrubber through the versions the server keeps; zoom and pan (zoom.js), full screen, a
 // collapsible details panel, and a comparison with another topic or version (compare.js).
 
-import { getJson } from './api.js';
+import { getJson, getJsonAndHeaders } from './api.js';
 import { Compare } from './compare.js';
 import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { altText } from './grid.js';
-import { Scrubber } from './scrubber.js';
+import { BY_USER, GONE, Scrubber, historyLimits } from './scrubber.js';
 import { historyImageUrl, historyUrl, imageUrl, topicUrl } from './urls.js';
 import { ACTUAL, FIT, Zoom } from './zoom.js';
 
-// New images of the open topic refresh the history list (which versions are still kept)
-// once they pause this long, so a fast publisher costs one request per pause, not per image.
-const HISTORY_REFRESH_MS = 500;
+// New images of the open topic reload the history list (which versions are still kept) at
+// most this often, also while they never pause: a fast publisher costs one request a second.
+// Between reloads the scrubber drops what each new image evicts by itself.
+const HISTORY_REFRESH_MS = 1000;
 // The + and - keys and buttons: one step, about a wheel notch.
 const ZOOM_STEP = 1.25;
 // Remembered in this browser: 'collapsed' when the details panel was hidden.
@@ -30,15 +31,19 @@ export class FocusView {
   #wanted = null; // seq of the image being swapped in, or on screen
   #card = null; // the grid card of the topic, whose newest image the view shows when live
   #refreshTimer = 0;
+  #lastRefresh = -Infinity; // performance.now() of the last history request
   #historyBusy = 0;
   #historyAgain = false;
+  #pinned = null; // seq asked for by the link that opened the view, until the history is in
   topic = null;
   #header = null; // of the image on screen
+  #noticeKind = '';
 
   /**
    * `root` is the focus <section>; `onClose()` is called by its back button; `cardFor(topic)`
    * is the grid's card of a topic, `topicsFor()` the topics it holds; `onViewChange()` is
-   * called when what is compared, or how, changes (for the URL).
+   * called when what the URL says of the view changes: what is compared and how, and the
+   * version shown (`pinnedSeq`).
    */
   constructor(root, { onClose, cardFor = () => undefined, topicsFor = () => [], onViewChange }) {
     this.#root = root;
@@ -65,7 +70,7 @@ export class FocusView {
       digest: $('[data-focus=digest]'),
     };
     this.#scrubber = new Scrubber($('[data-focus=scrub]'), {
-      onSettle: (entry, following) => this.#showVersion(entry, following),
+      onSettle: (entry, following, why) => this.#settled(entry, following, why),
     });
     this.#zoom = new Zoom($('[data-pane=a] .zoom-stage'), {
       onChange: (view, byUser) => {
@@ -112,12 +117,20 @@ export class FocusView {
     return this.topic !== null;
   }
 
+  /** The version shown when it is not the newest (for the URL), else null. */
+  get pinnedSeq() {
+    if (this.#pinned !== null) return this.#pinned;
+    return this.#scrubber.following ? null : (this.#wanted ?? null);
+  }
+
   /**
    * Show `topic`: from its card when the grid has it, else (a shared link) over HTTP;
-   * compared as `comparison` says ({compare, blink} as in the URL).
+   * compared as `comparison` says ({compare, blink} as in the URL); `seq` (from a link) shows
+   * that version, once the history says whether it is still kept.
    */
-  open(topic, card, comparison = {}) {
+  open(topic, card, { comparison = {}, seq = null } = {}) {
     this.#reset();
+    this.#pinned = Number.isSafeInteger(seq) && seq > 0 ? seq : null;
     this.topic = topic;
     this.#compare.open(topic, comparison.compare ?? '', comparison.blink === '1');
     this.#card = card ?? null;
@@ -150,8 +163,10 @@ export class FocusView {
     this.#wanted = null;
     this.#header = null;
     this.#card = null;
+    this.#pinned = null;
     this.#historyAgain = false;
     clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = 0;
     this.#scrubber.reset();
     this.#zoom.clear();
     this.#showZoom();
@@ -176,11 +191,23 @@ export class FocusView {
    */
   announced(header) {
     if (header.topic !== this.topic) return;
-    this.#notice('');
+    if (this.#noticeKind !== GONE) this.#notice('');
     const following = this.#scrubber.add(header);
-    clearTimeout(this.#refreshTimer);
-    this.#refreshTimer = setTimeout(() => this.#loadHistory(), HISTORY_REFRESH_MS);
-    if (following && header.seq !== this.#wanted) this.#showVersion(header, true);
+    this.#refreshSoon();
+    // A link's version waits for the history: no flash of the newest image first.
+    if (following && this.#pinned === null && header.seq !== this.#wanted) {
+      this.#showVersion(header, true);
+    }
+  }
+
+  /** Reload the history within HISTORY_REFRESH_MS of the last reload, not sooner. */
+  #refreshSoon() {
+    if (this.#refreshTimer) return;
+    const wait = Math.max(0, this.#lastRefresh + HISTORY_REFRESH_MS - performance.now());
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = 0;
+      this.#loadHistory();
+    }, wait);
   }
 
   expired(topic) {
@@ -270,7 +297,34 @@ export class FocusView {
     this.#el.details.textContent = collapsed ? 'Show details' : 'Hide details';
   }
 
-  /** The scrubber came to rest on `entry`: the card's image if it is the newest, else HTTP. */
+  /** The scrubber came to rest on `entry`: say why if it had to, show it, note it in the URL. */
+  #settled(entry, following, { why, wanted }) {
+    if (why === GONE) {
+      let where = 'the next kept';
+      if (following) where = 'the newest';
+      else if (entry === this.#scrubber.oldest) where = 'the oldest kept';
+      this.#notice(
+        `Update #${wanted} is no longer kept on the server${this.#keeps()}: ` +
+          `showing ${where}, #${entry.seq}.`,
+        GONE,
+      );
+    } else if (why === BY_USER && this.#noticeKind === GONE) {
+      this.#notice('');
+    }
+    this.#showVersion(entry, following);
+    this.#onViewChange();
+  }
+
+  /** " (it keeps 50 updates, 5 s)": the limits, when the server told them. */
+  #keeps() {
+    const limits = this.#scrubber.limits;
+    if (!limits) return '';
+    const updates = limits.length === 1 ? 'only the newest update' : `${limits.length} updates`;
+    const within = limits.seconds > 0 ? `, ${limits.seconds} s` : '';
+    return ` (it keeps ${updates}${within})`;
+  }
+
+  /** The card's image if `entry` is the newest, else the kept one over HTTP. */
   #showVersion(entry, following) {
     if (entry.seq === this.#wanted) return;
     const card = this.#card;
@@ -299,15 +353,17 @@ export class FocusView {
       // A card's image fails only when a newer one revoked its URL first (that one follows);
       // a kept one when the server dropped it meanwhile.
       if (kept) {
-        this.#notice(`Update #${header.seq} is no longer kept on the server.`);
+        // The reloaded list no longer has it: the scrubber moves on and says so.
+        this.#notice(`Update #${header.seq} is no longer kept on the server.`, GONE);
         this.#loadHistory();
       }
       return;
     }
     if (token !== this.#swapToken) return;
-    if (kept) this.#notice('');
+    if (kept && this.#noticeKind !== GONE) this.#notice('');
     this.#zoom.show(img);
     this.#render(header);
+    this.#scrubber.showing(header);
     this.#compare.showingA(header, this.#scrubber.following);
   }
 
@@ -342,7 +398,7 @@ export class FocusView {
     // The grid's card may have come first over the socket: it is at least as new.
     if (token !== this.#token || this.#card) return;
     this.#notice('');
-    if (this.#scrubber.add(header)) this.#showVersion(header, false);
+    if (this.#scrubber.add(header) && this.#pinned === null) this.#showVersion(header, false);
   }
 
   /** (Re)load the list of kept versions; one request at a time, repeated if asked meanwhile. */
@@ -354,15 +410,20 @@ export class FocusView {
     }
     this.#historyBusy = token;
     this.#historyAgain = false;
+    this.#lastRefresh = performance.now();
     try {
-      const history = await getJson(historyUrl(this.topic));
-      if (token === this.#token && Array.isArray(history)) {
-        this.#scrubber.replace(history);
+      const { body, headers } = await getJsonAndHeaders(historyUrl(this.topic));
+      if (token === this.#token && Array.isArray(body)) {
+        this.#scrubber.replace(body, historyLimits(headers));
         this.#compare.versionsChanged();
+        this.#restorePinned();
+      } else if (token === this.#token) {
+        this.#unpin();
       }
     } catch (error) {
       // 404: the topic is not live; the view says so already, or will when it expires.
       if (error.status !== 404) console.warn('elog-stream: could not load history:', error.message);
+      if (token === this.#token) this.#unpin();
     } finally {
       if (this.#historyBusy === token) this.#historyBusy = 0;
     }
@@ -385,7 +446,26 @@ export class FocusView {
     );
   }
 
-  #notice(text) {
+  /** The first history is in: go to the version the link asked for (or say it is gone). */
+  #restorePinned() {
+    const seq = this.#pinned;
+    if (seq === null) return;
+    this.#pinned = null;
+    this.#scrubber.pin(seq);
+  }
+
+  /** No history to find the link's version in: show the newest instead. */
+  #unpin() {
+    if (this.#pinned === null) return;
+    this.#pinned = null;
+    const header = this.#card?.header;
+    if (header) this.#showVersion(header, true);
+    this.#onViewChange();
+  }
+
+  /** Show `text` (none: hide); a GONE notice stays until the user moves the scrubber. */
+  #notice(text, kind = '') {
+    this.#noticeKind = text ? kind : '';
     this.#el.notice.textContent = text;
     this.#el.notice.hidden = !text;
   }

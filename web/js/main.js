@@ -88,8 +88,16 @@ function viewOf(topic = focus.topic) {
     topic: topic ?? '',
     pins: arrangement.pins,
   };
-  // What the focus view compares belongs to its own topic's URL only.
-  return topic && topic === focus.topic ? { ...view, ...focus.comparison } : view;
+  if (!topic || topic !== focus.topic) return view;
+  // What the focus view compares, and the version it shows when not the newest, belong to its
+  // own topic's URL only.
+  return { ...view, ...focus.comparison, seq: focus.pinnedSeq ?? '' };
+}
+
+/** The version a URL's view asks for (&seq=N), else null. */
+function seqOf(view) {
+  const seq = Number(view.seq);
+  return view.seq && Number.isSafeInteger(seq) && seq > 0 ? seq : null;
 }
 
 // --- data from the socket -------------------------------------------------------------------
@@ -220,12 +228,12 @@ ui.experiment.addEventListener('change', () => {
 
 // --- focus view -----------------------------------------------------------------------------
 
-function openFocus(topic, { push, comparison }) {
-  focus.open(topic, grid.get(topic), comparison);
+function openFocus(topic, { push, comparison = {}, seq = null }) {
+  focus.open(topic, grid.get(topic), { comparison, seq });
   ui.main.inert = true;
   ui.bar.inert = true;
   document.body.classList.add('focus-open');
-  writeView(viewOf(topic), { push });
+  writeView(viewOf(), { push });
   render();
 }
 
@@ -259,7 +267,7 @@ window.addEventListener('popstate', () => {
     setFilter(next);
   }
   if (view.topic && view.topic !== focus.topic) {
-    openFocus(view.topic, { push: false, comparison: view });
+    openFocus(view.topic, { push: false, comparison: view, seq: seqOf(view) });
   } else if (view.topic) {
     focus.setComparison(view);
   } else if (focus.isOpen) {
@@ -432,7 +440,9 @@ showLayout();
 setPins(initialPins(initial.pins)); // the URL's when it names any, else this browser's
 writeView(viewOf(initial.topic)); // so the address shows the pins, to share or bookmark
 grid.setFilter(filter);
-if (initial.topic) openFocus(initial.topic, { push: false, comparison: initial });
+if (initial.topic) {
+  openFocus(initial.topic, { push: false, comparison: initial, seq: seqOf(initial) });
+}
 render();
 socket.start();
 

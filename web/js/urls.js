@@ -1,10 +1,11 @@
 // Every URL the viewer builds, all relative to the page so a reverse-proxy prefix (/elog/) works.
 
-const VIEW_KEYS = ['experiment', 'q', 'topic', 'compare', 'blink'];
+// `seq`: the version the focus view shows when it is not the newest (absent: live).
+const VIEW_KEYS = ['experiment', 'q', 'topic', 'compare', 'blink', 'seq'];
 
 /**
- * The view named by the page URL: {experiment, q, topic, compare, blink}, each '' when absent,
- * and `pins`: the pinned topics (`pin`, repeated), or null when the URL names none.
+ * The view named by the page URL: {experiment, q, topic, compare, blink, seq}, each '' when
+ * absent, and `pins`: the pinned topics (`pin`, repeated), or null when the URL names none.
  */
 export function readView(href = location.href) {
   const params = new URL(href).searchParams;
