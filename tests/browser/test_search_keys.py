@@ -207,6 +207,7 @@ def test_long_names_are_ellipsised_and_the_update_number_stays(service, new_page
         service.publisher.publish(LONG_TOPIC, LONG_EXPERIMENT, png(f"long {n}"), "a long name")
     page = open_grid(service, new_page, viewport)
     long = card(page, LONG_TOPIC)
+    long.scroll_into_view_if_needed()  # its preview, and so its metadata, loads once on screen
     expect(long.locator(".card-seq")).to_have_text("#12")
     title = long.locator(".card-topic")
     experiment = long.locator(".card-experiment")

@@ -118,8 +118,24 @@ class Card {
     return true;
   }
 
+  /**
+   * Before its first image is on screen (its preview still loading, e.g. off screen), show
+   * what the announcement says: the card has its final size, and its numbers, at once.
+   */
+  describe(header) {
+    if (this.header) return;
+    this.#fill(header);
+    this.clock.textContent = shortTime(header.updated_at, Date.now());
+    this.updated.textContent = `updated ${ago(header.updated_at, Date.now())}`;
+  }
+
   #render(header) {
     this.header = header;
+    this.#fill(header);
+    this.tick(Date.now());
+  }
+
+  #fill(header) {
     this.experiment.textContent = header.experiment;
     this.experiment.title = header.experiment;
     this.seq.textContent = `#${header.seq}`;
@@ -129,7 +145,6 @@ class Card {
     this.updated.title = localTime(header.updated_at);
     this.clock.dateTime = this.updated.dateTime;
     this.clock.title = this.updated.title;
-    this.tick(Date.now());
   }
 
   #flash() {
@@ -239,6 +254,7 @@ export class Grid {
     if (blob || (card.header && header.digest === card.header.digest)) {
       await this.#show(card, header, blob);
     } else {
+      card.describe(header);
       this.#previews.request(card, header);
     }
   }
