@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 from support import png
-from viewer_page import card, expect_grid
+from viewer_page import card, expect_grid, open_viewer
 
 ARTIFACTS = Path(__file__).parent.parent / "artifacts"
 DESKTOP = {"width": 1440, "height": 900}
@@ -47,11 +47,7 @@ def publish_44(service) -> list[str]:
 
 
 def open_grid(service, new_page, viewport=DESKTOP, scheme="dark", count=44) -> Page:
-    page = new_page(viewport=viewport, color_scheme=scheme)
-    page.goto(service.url)
-    expect(page.locator("#status-text")).to_have_text("Live")
-    expect_grid(page, count)
-    return page
+    return open_viewer(new_page, service.url, count, viewport=viewport, color_scheme=scheme)
 
 
 def screen(page: Page, name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 from support import png
-from viewer_page import card, expect_grid
+from viewer_page import card, expect_grid, open_viewer
 
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -27,11 +27,7 @@ def publish_set(service) -> None:
 
 
 def open_grid(service, new_page, viewport=DESKTOP, scheme="dark", count=5) -> Page:
-    page = new_page(viewport=viewport, color_scheme=scheme)
-    page.goto(service.url)
-    expect(page.locator("#status-text")).to_have_text("Live")
-    expect_grid(page, count)
-    return page
+    return open_viewer(new_page, service.url, count, viewport=viewport, color_scheme=scheme)
 
 
 def assert_axe_clean(axe, page: Page) -> None:

@@ -23,3 +23,13 @@ def expect_grid(page: Page, count: int) -> None:
     """Wait until the grid holds ``count`` cards and those on screen show their images."""
     expect(page.locator("#grid .card-item")).to_have_count(count)
     page.wait_for_function(_ON_SCREEN_SHOWN)
+
+
+def open_viewer(new_page, url: str, count: int, **options: object) -> Page:
+    """A new page (``new_page`` fixture, ``options`` for it) on the viewer at ``url``, live,
+    showing ``count`` cards."""
+    page = new_page(**options)
+    page.goto(url)
+    expect(page.locator("#status-text")).to_have_text("Live")
+    expect_grid(page, count)
+    return page

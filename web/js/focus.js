@@ -14,6 +14,8 @@ import { ACTUAL, FIT, Zoom } from './zoom.js';
 // most this often, also while they never pause: a fast publisher costs one request a second.
 // Between reloads the scrubber drops what each new image evicts by itself.
 const HISTORY_REFRESH_MS = 1000;
+// The kind of the notice that says the topic is not live (cleared once it is).
+const NOT_LIVE = 'not-live';
 // The + and - keys and buttons: one step, about a wheel notch.
 const ZOOM_STEP = 1.25;
 // Remembered in this browser: 'collapsed' when the details panel was hidden.
@@ -29,6 +31,11 @@ export class FocusView {
   #token = 0; // bumped by open and close: answers for a previous topic are dropped
   #swapToken = 0; // bumped by every swap: only the latest image reaches the screen
   #wanted = null; // seq of the image being swapped in, or on screen
+  // While following live, a newest image loading over HTTP is not given up for a newer one
+  // (at 10 Hz a full image can take longer than 100 ms: nothing would ever be shown); the
+  // newest announced meanwhile waits here and is loaded next.
+  #liveLoading = false;
+  #nextLive = null;
   #card = null; // the grid card of the topic, whose newest image the view shows when live
   #refreshTimer = 0;
   #lastRefresh = -Infinity; // performance.now() of the last history request
@@ -161,6 +168,8 @@ export class FocusView {
     this.#token += 1;
     this.#swapToken += 1;
     this.#wanted = null;
+    this.#liveLoading = false;
+    this.#nextLive = null;
     this.#header = null;
     this.#card = null;
     this.#pinned = null;
@@ -196,7 +205,8 @@ export class FocusView {
     this.#refreshSoon();
     // A link's version waits for the history: no flash of the newest image first.
     if (following && this.#pinned === null && header.seq !== this.#wanted) {
-      this.#showVersion(header, true);
+      if (this.#liveLoading) this.#nextLive = header;
+      else this.#showVersion(header, true);
     }
   }
 
@@ -335,13 +345,15 @@ export class FocusView {
     }
     const img = new Image();
     img.src = historyImageUrl(this.topic, entry.seq);
-    this.#swap(img, entry, { kept: true });
+    this.#swap(img, entry, { kept: true, live: following });
   }
 
   /** Put `img` (showing the version `header`) on screen once decoded; never a half image. */
-  async #swap(img, header, { kept = false } = {}) {
+  async #swap(img, header, { kept = false, live = false } = {}) {
     const token = ++this.#swapToken;
     this.#wanted = header.seq;
+    this.#liveLoading = live;
+    if (!live) this.#nextLive = null;
     img.className = 'focus-img';
     img.alt = altText(header);
     img.dataset.seq = String(header.seq);
@@ -350,6 +362,11 @@ export class FocusView {
     } catch {
       if (token !== this.#swapToken) return;
       this.#wanted = this.#header?.seq ?? null;
+      if (live && this.#nextLive) {
+        this.#liveDone(); // dropped by the server while loading: the newest announced follows
+        return;
+      }
+      this.#liveLoading = false;
       // A card's image fails only when a newer one revoked its URL first (that one follows);
       // a kept one when the server dropped it meanwhile.
       if (kept) {
@@ -365,6 +382,18 @@ export class FocusView {
     this.#render(header);
     this.#scrubber.showing(header);
     this.#compare.showingA(header, this.#scrubber.following);
+    this.#liveDone();
+  }
+
+  /** The live image that was loading is done: load the newest announced meanwhile, if any. */
+  #liveDone() {
+    if (!this.#liveLoading) return;
+    this.#liveLoading = false;
+    const next = this.#nextLive;
+    this.#nextLive = null;
+    if (next && this.#scrubber.following && next.seq !== this.#wanted) {
+      this.#showVersion(next, true);
+    }
   }
 
   #render(header) {
@@ -438,12 +467,15 @@ export class FocusView {
   #notLive(missing) {
     this.#root.classList.toggle('focus-missing', missing);
     this.#el.download.hidden = missing;
-    this.#notice(
-      missing
-        ? 'Not live: no topic of this name is being published now. It may have expired, or ' +
-            'the link is mistyped. Go back to see all live topics.'
-        : '',
-    );
+    if (missing) {
+      this.#notice(
+        'Not live: no topic of this name is being published now. It may have expired, or ' +
+          'the link is mistyped. Go back to see all live topics.',
+        NOT_LIVE,
+      );
+    } else if (this.#noticeKind === NOT_LIVE) {
+      this.#notice(''); // only its own notice: a GONE one stays until the user moves
+    }
   }
 
   /** The first history is in: go to the version the link asked for (or say it is gone). */
