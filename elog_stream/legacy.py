@@ -11,7 +11,7 @@ and the normal notification. It finds them
   and a scan every ``reconcile_interval`` catches what a lost event missed;
 - else (CONFIG refused, Redis Cluster) by a bounded scan every ``legacy_scan_interval``.
 
-Each content is claimed in Redis before it is published (``protocol.LEGACY_READ_SCRIPT``), so
+Each content is claimed in Redis before it is published (``scripts.LEGACY_READ_SCRIPT``), so
 of several services exactly one publishes it, once. The service's TaskGroup owns ``run()``.
 """
 

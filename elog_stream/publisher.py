@@ -36,20 +36,18 @@ from .errors import (
 from .images import Captured, Encoding, Format, capture, encode
 from .local import find_running
 from .outbox import CLOSE_TIMEOUT, REPLACED, Outbox
-from .protocol import (
+from .protocol import validate_description, validate_experiment, validate_topic
+from .records import TopicImage, parse_topic
+from .retry import RetryBuffer
+from .scripts import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     PublishCall,
     ScriptCall,
     seq_reply,
     topic_read_call,
-    validate_description,
-    validate_experiment,
-    validate_topic,
 )
-from .protocol import publish_call as _publish_call
-from .records import TopicImage, parse_topic
-from .retry import RetryBuffer
+from .scripts import publish_call as _publish_call
 from .store import TopicStore
 from .throttle import Throttle
 from .throttled_log import ThrottledLog, shorten

@@ -19,11 +19,11 @@ from .images import CONTENT_TYPES, sniff_content_type
 from .protocol import (
     MAX_DESCRIPTION_LENGTH,
     MAX_HISTORY_LENGTH,
-    PublishCall,
     digest,
     validate_description,
     validate_experiment,
 )
+from .scripts import PublishCall
 
 MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript viewer holds exactly
 MAX_TIME = 1e11  # seconds since 1970: year 5138
@@ -92,7 +92,7 @@ def published_image(call: PublishCall, seq: int, expires_at: float) -> TopicImag
 
 
 def parse_topic(topic: str, reply: Any, now: float, max_image_bytes: int) -> TopicImage | None:
-    """The TopicImage in a ``protocol.topic_read_call`` reply at wall-clock ``now``.
+    """The TopicImage in a ``scripts.topic_read_call`` reply at wall-clock ``now``.
 
     None when the topic does not exist. Hashes missing the newer fields (as the 2014 tool
     wrote them) get computed defaults: seq 0, updated_at 0, the digest of the image.
@@ -137,7 +137,7 @@ class LegacySkip(enum.Enum):
 
 
 def parse_legacy(topic: str, reply: Any, max_image_bytes: int) -> LegacyFrame | LegacySkip | None:
-    """What a ``protocol.legacy_read_call`` reply found; None when the key is no such hash.
+    """What a ``scripts.legacy_read_call`` reply found; None when the key is no such hash.
 
     Raises CorruptTopicError for content that cannot be published (``too_large``,
     ``not_an_image``, ``invalid_field``); ``pending_claim`` then tells the claim to settle.
@@ -204,7 +204,7 @@ def parse_history_entry(topic: str, seq: int, raw: bytes | None) -> dict[str, An
 def parse_history_image(
     topic: str, seq: int, reply: Any, max_image_bytes: int
 ) -> TopicImage | None:
-    """The kept image ``seq`` in a ``protocol.history_image_call`` reply; None if not kept."""
+    """The kept image ``seq`` in a ``scripts.history_image_call`` reply; None if not kept."""
     found = _bounded(topic, reply)
     if found is None:
         return None
@@ -261,7 +261,7 @@ def parse_seq(topic: str, value: Any) -> int | None:
 
 
 def parse_fields(topic: str, reply: Any) -> list[Any] | None:
-    """The values in a ``protocol.read_call`` reply; None when the hash does not exist."""
+    """The values in a ``scripts.read_call`` reply; None when the hash does not exist."""
     found = _bounded(topic, reply)
     return None if found is None else list(found[1])
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from .backoff import Backoff
 from .errors import ElogError, PublishOutcomeUnknownError, RedisUnavailableError
 from .mailbox import LatestWins
-from .protocol import PublishCall
+from .scripts import PublishCall
 from .throttled_log import shorten
 
 log = logging.getLogger(__name__)

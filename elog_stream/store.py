@@ -38,24 +38,10 @@ from .errors import (
     redis_errors,
 )
 from .protocol import (
-    FIELDS_BYTES,
-    LEGACY_READ_SCRIPT,
-    LEGACY_SETTLE_SCRIPT,
-    PUBLISH_SCRIPT,
-    READ_SCRIPT,
     Keepalive,
     MalformedNotificationError,
-    PublishCall,
-    ScriptCall,
     decode_notification,
     encode_keepalive,
-    history_image_call,
-    legacy_read_call,
-    legacy_settle_call,
-    publish_call,
-    read_call,
-    seq_reply,
-    topic_read_call,
     validate_topic,
 )
 from .records import (
@@ -73,6 +59,22 @@ from .records import (
     parse_topic,
     pending_claim,
     published_image,
+)
+from .scripts import (
+    FIELDS_BYTES,
+    LEGACY_READ_SCRIPT,
+    LEGACY_SETTLE_SCRIPT,
+    PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    PublishCall,
+    ScriptCall,
+    history_image_call,
+    legacy_read_call,
+    legacy_settle_call,
+    publish_call,
+    read_call,
+    seq_reply,
+    topic_read_call,
 )
 from .stats import Stats
 from .throttled_log import ThrottledLog

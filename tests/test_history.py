@@ -17,7 +17,8 @@ from support import RunningService, png, run_service, wait_for
 from elog_stream import Publisher
 from elog_stream.config import Settings
 from elog_stream.errors import SettingsError
-from elog_stream.protocol import PUBLISH_SCRIPT, READ_SCRIPT, Limits, publish_call
+from elog_stream.protocol import Limits
+from elog_stream.scripts import PUBLISH_SCRIPT, READ_SCRIPT, publish_call
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 

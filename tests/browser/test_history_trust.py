@@ -17,7 +17,8 @@ from support import RunningService, png, wait_for
 
 from elog_stream import Publisher
 from elog_stream.config import Settings
-from elog_stream.protocol import PUBLISH_SCRIPT, Limits, publish_call
+from elog_stream.protocol import Limits
+from elog_stream.scripts import PUBLISH_SCRIPT, publish_call
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1440, "height": 900}
