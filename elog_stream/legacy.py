@@ -34,10 +34,11 @@ from .errors import (
     RedisUnavailableError,
 )
 from .feed import Feed, first_cause
+from .legacy_keys import KeyEvents
 from .protocol import MAX_NOTIFICATION_BYTES, is_elog_key
 from .records import LegacyFrame, LegacySkip
 from .stats import Stats
-from .store import KeyEvents, TopicStore
+from .store import TopicStore
 from .throttled_log import ThrottledLog, shorten
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class LegacyBridge:
         reconcile_interval: float,
     ) -> None:
         self._store = store
+        self._legacy = store.legacy
         self._feed = feed
         self._stats = stats
         self._scan_interval = scan_interval
@@ -125,7 +127,7 @@ class LegacyBridge:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._work())
             if refused is None:
-                async with self._store.keyevents(*EVENTS) as events:
+                async with self._legacy.keyevents(*EVENTS) as events:
                     self._stats.legacy_mode("notifications")
                     log.info("legacy keys: following keyspace notifications %s", ", ".join(EVENTS))
                     interval = self._reconcile_interval
@@ -149,10 +151,10 @@ class LegacyBridge:
         if self._store.clustered:
             return "Redis Cluster: each node announces only its own keys"
         try:
-            current = await self._store.config_get(NOTIFY_SETTING)
+            current = await self._legacy.config_get(NOTIFY_SETTING)
             added = missing_flags(current)
             if added:
-                await self._store.config_set(NOTIFY_SETTING, current + added)
+                await self._legacy.config_set(NOTIFY_SETTING, current + added)
                 log.info("legacy keys: enabled keyspace notifications %r (was %r)", added, current)
         except RedisRefusedError as exc:
             return f"CONFIG refused: {shorten(exc.reason)}"
@@ -223,7 +225,7 @@ class LegacyBridge:
     async def _scan_every(self, interval: float, backoff: Backoff, recheck: bool) -> None:
         while True:
             started = time.monotonic()
-            keys, more = await self._store.hash_keys(MAX_SCAN_KEYS)
+            keys, more = await self._legacy.hash_keys(MAX_SCAN_KEYS)
             if more:
                 self._log.warning(
                     "legacy_scan_limit",
@@ -243,7 +245,7 @@ class LegacyBridge:
                     self._log.warning("legacy_config", "", f"cannot check notifications: {refused}")
 
     async def _read(self, keys: list[bytes]) -> None:
-        found = await self._store.legacy_reads(keys)
+        found = await self._legacy.reads(keys)
         for key, read in zip(keys, found, strict=True):
             if isinstance(read, CorruptTopicError):
                 if read.kind == "invalid_topic":
@@ -260,15 +262,15 @@ class LegacyBridge:
         except (CorruptTopicError, InvalidNameError, InvalidImageError) as exc:
             # Refused (our keys of the topic hold what we may not overwrite): settled as done,
             # so this content is not tried again; a new write is.
-            await self._store.legacy_settle(frame, done=True)
+            await self._legacy.settle(frame, done=True)
             kind = exc.kind if isinstance(exc, CorruptTopicError) else "invalid_field"
             self._refuse(kind, frame.topic, str(exc))
             return
         except Exception:
             with contextlib.suppress(RedisUnavailableError, RedisRefusedError):
-                await self._store.legacy_settle(frame, done=False)  # a later read retries
+                await self._legacy.settle(frame, done=False)  # a later read retries
             raise
-        await self._store.legacy_settle(frame, done=True)
+        await self._legacy.settle(frame, done=True)
         self._stats.legacy_published()
 
     def _refuse(self, kind: str, topic: str, reason: str) -> None:

@@ -4,16 +4,18 @@
 reads (``records``), and translates every redis-py error into the domain errors of
 ``errors.py``: RedisUnavailableError (503), RedisRefusedError (503), CorruptTopicError (409),
 PublishOutcomeUnknownError (504). Data it refuses is counted by kind (``Stats.feed_error``)
-and logged at most once per topic per minute.
+and logged at most once per topic per minute. What only the legacy bridge asks of Redis is in
+``legacy_keys.LegacyKeys`` (``TopicStore.legacy``), on this store's client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
 import redis.asyncio
@@ -32,45 +34,30 @@ from .connections import (
 )
 from .errors import (
     CorruptTopicError,
-    InvalidNameError,
     RedisRefusedError,
     RedisUnavailableError,
     redis_errors,
 )
-from .protocol import (
-    Keepalive,
-    MalformedNotificationError,
-    decode_notification,
-    encode_keepalive,
-    validate_topic,
-)
+from .legacy_keys import LegacyKeys
+from .protocol import Keepalive, MalformedNotificationError, decode_notification, encode_keepalive
 from .records import (
     HistoryLimits,
-    LegacyFrame,
-    LegacySkip,
     TopicImage,
     UnexpectedReplyError,
     parse_fields,
     parse_history_entry,
     parse_history_image,
     parse_history_limits,
-    parse_legacy,
     parse_seq,
     parse_topic,
-    pending_claim,
     published_image,
 )
 from .scripts import (
-    FIELDS_BYTES,
-    LEGACY_READ_SCRIPT,
-    LEGACY_SETTLE_SCRIPT,
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     PublishCall,
     ScriptCall,
     history_image_call,
-    legacy_read_call,
-    legacy_settle_call,
     publish_call,
     read_call,
     seq_reply,
@@ -88,8 +75,6 @@ _HISTORY_BYTES = 16 * 2**20  # the metadata of up to MAX_HISTORY_ENTRIES kept im
 
 # A topic's version as the reconciliation sees it: (seq, digest); None when unknown.
 Version = tuple[int, str] | None
-# What a legacy read found at one bare key (TopicStore.legacy_reads).
-LegacyRead = LegacyFrame | LegacySkip | CorruptTopicError | None
 
 
 class TopicStore:
@@ -113,9 +98,15 @@ class TopicStore:
         self._plain = plain_async(url, settings.redis_timeout)  # until a cluster is detected
         self._client: AsyncClient | None = None
         self._read: AsyncScript | None = None
-        self._legacy_settle: AsyncScript | None = None
         self._opening = asyncio.Lock()
         self._subscriptions = 0  # which cluster node the next subscription tries first
+        self._legacy = LegacyKeys(
+            self.url,
+            settings,
+            client=self._redis,
+            subscribed=self._subscribed,
+            refused=functools.partial(self._refused, report=False),
+        )
 
     @property
     def clustered(self) -> bool | None:
@@ -124,6 +115,11 @@ class TopicStore:
             return None
         return isinstance(self._client, redis.asyncio.cluster.RedisCluster)
 
+    @property
+    def legacy(self) -> LegacyKeys:
+        """The operations on hashes written by the 2014 tool (legacy.py), on this client."""
+        return self._legacy
+
     async def _redis(self) -> AsyncClient:
         if self._client is None:
             async with self._opening:
@@ -131,7 +127,6 @@ class TopicStore:
                     with self._errors():
                         client = await open_async(self._plain, self._full_url, self._timeout)
                     self._read = client.register_script(READ_SCRIPT)
-                    self._legacy_settle = client.register_script(LEGACY_SETTLE_SCRIPT)
                     self._client = client
         return self._client
 
@@ -323,21 +318,6 @@ class TopicStore:
             return
 
     @contextlib.asynccontextmanager
-    async def keyevents(self, *events: str) -> AsyncIterator[KeyEvents]:
-        """Subscribe to the keyspace events ``events`` (``hset``...) of the URL's database.
-
-        One server only: raises RedisRefusedError on a cluster, whose nodes each announce
-        their own keys. Yields once Redis has confirmed; the connection is closed on exit.
-        """
-        client = await self._redis()
-        if not isinstance(client, redis.asyncio.Redis):
-            raise RedisRefusedError(self.url, "keyspace events are per node on a cluster")
-        db = client.connection_pool.connection_kwargs.get("db", 0)
-        channels = [f"__keyevent@{db}__:{event}" for event in events]
-        async with self._subscribed(client.pubsub(), *channels) as pubsub:
-            yield KeyEvents(pubsub, self.url)
-
-    @contextlib.asynccontextmanager
     async def _subscribed(
         self, pubsub: redis.asyncio.client.PubSub, *channels: str
     ) -> AsyncIterator[redis.asyncio.client.PubSub]:
@@ -354,106 +334,6 @@ class TopicStore:
             yield pubsub
         finally:
             await pubsub.aclose()
-
-    async def config_get(self, name: str) -> str:
-        """A server setting (``CONFIG GET``); RedisRefusedError when CONFIG is refused."""
-        client = await self._redis()
-        with self._errors():
-            reply = await client.config_get(name)
-        value = reply.get(name) if isinstance(reply, dict) else None
-        if not isinstance(value, str):
-            raise RedisRefusedError(self.url, f"CONFIG GET {name} answered {reply!r:.80}")
-        return value
-
-    async def config_set(self, name: str, value: str) -> None:
-        """Change a server setting (``CONFIG SET``); RedisRefusedError when refused."""
-        client = await self._redis()
-        with self._errors():
-            await client.config_set(name, value)
-
-    async def hash_keys(self, limit: int) -> tuple[list[bytes], bool]:
-        """Names of the hashes in Redis (every master of a cluster), at most ``limit`` of
-        them, and whether there were more."""
-        client = await self._redis()
-        found: dict[bytes, None] = {}  # SCAN may return a key twice
-        with self._errors():
-            scan = client.scan_iter(count=5 * _SCAN_BATCH, _type="hash")
-            async with contextlib.aclosing(scan) as keys:  # type: ignore[type-var]
-                async for key in keys:
-                    if key not in found and len(found) >= limit:
-                        return list(found), True
-                    found[key] = None
-        return list(found), False
-
-    async def legacy_reads(self, keys: Sequence[bytes]) -> list[LegacyRead]:
-        """Read each bare key that holds a hash of the 2014 tool and claim its content.
-
-        One round trip for all. Per key: None (no such hash), a LegacySkip, a LegacyFrame
-        claimed for this caller (who must ``legacy_settle`` it), or the CorruptTopicError it
-        is refused for (``invalid_topic`` for a name that is no topic name; the store does
-        not count these: the caller does). Refused content stays claimed, so each content is
-        refused once. Raises RedisUnavailableError / RedisRefusedError for Redis failures.
-        """
-        client = await self._redis()
-        limit = self._max_image_bytes + FIELDS_BYTES
-        hold_ms = int(2000 * self._timeout) + 1000  # longer than any publish may take
-        names = [_legacy_topic(key) for key in keys]
-        calls = [
-            legacy_read_call(self._keys, key, topic, limit, self._limits.ttl, hold_ms)
-            for key, (topic, _) in zip(keys, names, strict=True)
-        ]
-        with self._errors():
-            replies = await self._pipelined(client, calls)
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if missing:  # not run, so nothing was claimed: load the script and run those again
-                await client.script_load(LEGACY_READ_SCRIPT)
-                again = await self._pipelined(client, [calls[i] for i in missing])
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
-        found: list[LegacyRead] = []
-        for key, (topic, problem), reply in zip(keys, names, replies, strict=True):
-            name = key.decode(errors="replace")
-            try:
-                if isinstance(reply, Exception):
-                    with self._errors(name):
-                        raise reply
-                if topic is None:
-                    if reply is not None:
-                        raise CorruptTopicError(name, "invalid_topic", problem)
-                    found.append(None)
-                    continue
-                found.append(await self._legacy_parse(topic, reply))
-            except CorruptTopicError as exc:
-                found.append(exc)
-        return found
-
-    async def _legacy_parse(self, topic: str, reply: Any) -> LegacyFrame | LegacySkip | None:
-        try:
-            with self._refused(topic, report=False):
-                return parse_legacy(topic, reply, self._max_image_bytes)
-        except CorruptTopicError:
-            claim = pending_claim(reply)
-            if claim is not None:  # refused: settled as done, so it is refused once
-                await self._send_settle(topic, claim, done=True)
-            raise
-
-    async def legacy_settle(self, frame: LegacyFrame, done: bool) -> None:
-        """End the claim of ``frame``: ``done`` (published, or refused) keeps it, so the same
-        content is not published again; else it is dropped so that a later read retries."""
-        await self._send_settle(frame.topic, frame.claim, done)
-
-    async def _send_settle(self, topic: str, claim: str, done: bool) -> None:
-        call = legacy_settle_call(self._keys, topic, claim, self._limits.ttl, done)
-        await self._redis()
-        assert self._legacy_settle is not None
-        with self._errors(topic):
-            await self._legacy_settle(keys=call.keys, args=call.args)
-
-    async def _pipelined(self, client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
-        async with client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command(*call.command(LEGACY_READ_SCRIPT))
-            return list(await pipe.execute(raise_on_error=False))
 
     async def aclose(self) -> None:
         if self._client is not None and self._client is not self._plain:
@@ -495,38 +375,6 @@ class TopicStore:
         self, topic: str = "", write: bool = False
     ) -> contextlib.AbstractContextManager[None]:
         return redis_errors(self.url, topic=topic, write=write)
-
-
-def _legacy_topic(key: bytes) -> tuple[str | None, str]:
-    """The topic a bare key names, else None and why it names none."""
-    try:
-        return validate_topic(key.decode()), ""
-    except UnicodeDecodeError:
-        return None, f"key {key[:200]!r} is not UTF-8"
-    except InvalidNameError as exc:
-        return None, str(exc)
-
-
-class KeyEvents:
-    """The keyspace events of a confirmed ``TopicStore.keyevents`` subscription."""
-
-    def __init__(self, pubsub: redis.asyncio.client.PubSub, url: str) -> None:
-        self._pubsub = pubsub
-        self._url = url
-
-    async def receive(self) -> tuple[str, bytes]:
-        """The next event's name (``hset``...) and key. Raises RedisUnavailableError when
-        the connection is lost. Cancelling is safe."""
-        while True:
-            with redis_errors(self._url):
-                message = await self._pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            if message["type"] == "unsubscribe":
-                raise RedisUnavailableError(self._url, "the server ended the subscription")
-            channel, key = message["channel"], message["data"]
-            if message["type"] == "message" and isinstance(key, bytes):
-                return channel.rpartition(b":")[2].decode(errors="replace"), key
 
 
 class Subscription:
