@@ -1,5 +1,6 @@
 """elog-stream: publish matplotlib figures to Redis; every browser viewing them gets them pushed."""
 
+from .async_publisher import AsyncPublisher
 from .errors import (
     CorruptTopicError,
     ElogError,
@@ -12,7 +13,7 @@ from .errors import (
     SettingsError,
     TopicNotFoundError,
 )
-from .publisher import AsyncPublisher, Publisher, elogshow, grab
+from .publisher import Publisher, elogshow, grab
 from .records import TopicImage
 
 

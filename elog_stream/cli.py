@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .async_publisher import AsyncPublisher
 from .config import Settings
 from .errors import AlreadyRunningError, ElogError, SettingsError
 from .local import default_data_dir, find_running
-from .publisher import AsyncPublisher, Publisher
+from .publisher import Publisher
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,14 +115,7 @@ async def checkout(
     if client in _stale or (redirect is not None and not redirect.asking):
         _stale.discard(client)
         await client.nodes_manager.initialize()  # a node failed, or the slot moved
-    if redirect is None:
-        node = client.get_node_from_key(key)
-    else:
-        node = client.get_node(host=redirect.host, port=redirect.port) or (
-            client.get_node_from_key(key)
-        )
-    if node is None:
-        raise redis.exceptions.ClusterDownError(f"no node serves the slot of {key}")
+    node = _cluster_node(client, key, redirect)
     connection = node.acquire_connection()
     try:
         try:
@@ -147,15 +140,7 @@ def checkout_sync(
         if client in _stale or (redirect is not None and not redirect.asking):
             _stale.discard(client)
             client.nodes_manager.initialize()
-        if redirect is None:
-            node = client.get_node_from_key(key)
-        else:
-            node = client.get_node(host=redirect.host, port=redirect.port) or (
-                client.get_node_from_key(key)
-            )
-        if node is None:
-            raise redis.exceptions.ClusterDownError(f"no node serves the slot of {key}")
-        node_client = client.get_redis_connection(node)
+        node_client = client.get_redis_connection(_cluster_node(client, key, redirect))
     else:
         node_client = client
     pool = node_client.connection_pool
@@ -172,6 +157,20 @@ def checkout_sync(
         yield connection
     finally:
         pool.release(connection)
+
+
+def _cluster_node(
+    client: redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster,
+    key: str,
+    redirect: Redirect | None,
+) -> Any:
+    """The node of a cluster client (either kind) that serves ``key``, or ``redirect``'s node
+    if it knows it. No I/O; raises ClusterDownError when no node serves the slot."""
+    node = None if redirect is None else client.get_node(host=redirect.host, port=redirect.port)
+    node = node or client.get_node_from_key(key)
+    if node is None:
+        raise redis.exceptions.ClusterDownError(f"no node serves the slot of {key}")
+    return node
 
 
 def subscription_nodes(client: AsyncClient, turn: int) -> list[Any]:
