@@ -115,7 +115,9 @@ async def test_a_flood_of_writes_leaves_other_topics_flowing(
     for writer in writers:
         writer.start()
     try:
-        wait_for(lambda: stats(service.url)["legacy_published"] > 100, "legacy publishes")
+        # The bridge is busy with the flood (how fast it gets through it is the benchmark's
+        # business, not this test's: under load a few publishes a second is all it manages).
+        wait_for(lambda: stats(service.url)["legacy_published"] >= 10, "legacy publishes", 60)
         topic = f"normal-{uuid.uuid4().hex[:8]}"
         with Publisher(str(service.settings.redis_url)) as publisher:
             async with await viewer(service.ws_url, topic) as ws:
