@@ -31,7 +31,9 @@ _EXPIRY_CHECK_INTERVAL = 1.0
 _STABLE_AFTER = 10.0
 # Topics announced but not read yet. Beyond this (a flood of notifications) they are dropped
 # for one reconciliation, which reads only what really changed.
-MAX_BACKLOG = 10_000
+MAX_BACKLOG = 1_000
+# Distinct topics read at once, so a burst of announcements is read in round trips of many.
+READ_BATCH = 32
 
 
 class SubscriptionStaleError(Exception):
@@ -72,6 +74,7 @@ class Feed:
         self._suspected: LatestWins[str, None] = LatestWins(self._ready)
         self._reconcile_now = asyncio.Event()
         self._reconciled = False
+        self._reading: set[str] = set()  # the topics of the batch being read now
         # Set once the Hub holds what Redis held when the feed first subscribed.
         self.loaded = asyncio.Event()
         # Topics whose data was refused, with their version then (None: not known yet).
@@ -259,6 +262,8 @@ class Feed:
                 if refused[0] is None or refused[0] == version:
                     continue  # unchanged since refused: not read again
                 del self._refused[topic]
+            if topic in self._reading:
+                continue  # its read is under way; a change after it is announced
             held = self._hub.get(topic)
             if held is None or version is None or (held.seq, held.digest) != version:
                 self._suspected.put(topic, None)
@@ -269,21 +274,30 @@ class Feed:
                 self._suspected.put(image.topic, None)
 
     async def _read_changed(self) -> None:
-        # One read at a time, so an older read never overwrites a newer one; announced topics
-        # first; a topic changing again while queued is read once.
+        # Batches of distinct topics, one batch at a time, so an older read of a topic never
+        # overwrites a newer one; announced topics first; a topic changing again while queued
+        # is read once, and while being read, once more after.
         while True:
-            if self._announced:
+            batch: list[str] = []
+            while self._announced and len(batch) < READ_BATCH:
                 topic, _ = self._announced.popleft()
                 self._refused.pop(topic, None)  # announced: it changed
-            elif self._suspected:
-                topic, _ = self._suspected.popleft()
-            else:
+                batch.append(topic)
+            while self._suspected and len(batch) < READ_BATCH:
+                batch.append(self._suspected.popleft()[0])
+            if not batch:
                 if self._reconciled:
                     self.loaded.set()
                 self._ready.clear()
                 await self._ready.wait()
                 continue
-            await self._refresh(topic)
+            self._reading = set(batch)
+            try:
+                async with asyncio.TaskGroup() as reads:
+                    for topic in self._reading:
+                        reads.create_task(self._refresh(topic))
+            finally:
+                self._reading = set()
 
     async def _refresh(self, topic: str) -> None:
         publishes = self._publishes

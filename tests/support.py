@@ -138,7 +138,7 @@ async def receive_image(
     """The next image (header and bytes), of ``topic`` if given; other frames are skipped."""
     async with asyncio.timeout(deadline):
         while True:
-            header = await receive(ws, "image")
+            header = await receive(ws, "image", deadline)
             data = await ws.recv()
             assert isinstance(data, bytes), "an image header must be followed by a binary frame"
             assert len(data) == header["size"]
