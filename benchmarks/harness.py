@@ -46,6 +46,7 @@ from .targets import Target, TargetUnavailable, elog_service, relay, visdom
 
 DEFAULT_VISDOM_PYTHON = "/tmp/visdom-venv/bin/python"
 FD_MARGIN = 512  # descriptors a server needs besides its viewers' sockets
+PHASES = ("latency", "rate", "memory", "elogshow")
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Plan:
     idle: list[int] = field(default_factory=lambda: [1_000, 10_000, 50_000])
     show_repeats: int = 30
     workers: int = max(3, (os.cpu_count() or 1) - 2)
+    phases: tuple[str, ...] = PHASES
 
 
 PRESETS = {
@@ -87,6 +89,13 @@ def _sizes(text: str) -> list[int]:
             text.lower().split(",")]  # fmt: skip
 
 
+def _phases(text: str) -> tuple[str, ...]:
+    chosen = tuple(text.split(","))
+    if not set(chosen) <= set(PHASES):
+        raise argparse.ArgumentTypeError(f"phases are {', '.join(PHASES)}")
+    return chosen
+
+
 def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
@@ -102,6 +111,7 @@ def parse(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--frames", type=int, help="images per latency run")
     parser.add_argument("--rate", type=float, help="publishes per second in latency runs")
     parser.add_argument("--workers", type=int, help="client processes")
+    parser.add_argument("--phases", type=_phases, help=f"some of {','.join(PHASES)} (default: all)")
     parser.add_argument("--visdom-python", default=DEFAULT_VISDOM_PYTHON)
     parser.add_argument("--no-visdom", action="store_true")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/…)")
@@ -109,7 +119,7 @@ def parse(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     plan = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
     overrides = {
         name: getattr(args, name)
-        for name in ("viewers", "sizes", "idle", "frames", "rate", "workers")
+        for name in ("viewers", "sizes", "idle", "frames", "rate", "workers", "phases")
         if getattr(args, name) is not None
     }
     plan = replace(plan, **overrides)
@@ -215,13 +225,18 @@ class Harness:
     def steps(self, targets: dict[str, Target]) -> int:
         plan = self.plan
         per_row = sum(
-            1
+            2
             + ("visdom" in targets and v <= plan.visdom_max_viewers)
             + (v <= plan.poll_max_viewers)
-            + 1
             for v in plan.viewers
         )
-        return per_row * len(plan.sizes) + 2 + 2 * len(plan.idle) + 1
+        counts = {
+            "latency": per_row * len(plan.sizes),
+            "rate": 2,
+            "memory": 2 * len(plan.idle),
+            "elogshow": 1,
+        }
+        return sum(counts[phase] for phase in plan.phases)
 
     async def row(self, target: Target, viewers: int, size: int) -> None:
         plan = self.plan
@@ -244,11 +259,30 @@ class Harness:
             entry["error"] = str(exc)
         self.rows.append(entry)
 
+    async def ladder(self, target: Target) -> dict[str, Any]:
+        plan = self.plan
+        try:
+            return await phases.rate_ladder(
+                self.pool, target, plan.rate_viewers, plan.rate_size, self.ids, plan.rates,
+                plan.rate_seconds,
+            )  # fmt: skip
+        except phases.RowFailed as exc:
+            return {"target": target.name, "error": str(exc)}
+
+    async def idle(self, target: Target, viewers: int, why: str) -> dict[str, Any]:
+        if why:
+            return {"target": target.name, "viewers": viewers, "not_measured": why}
+        try:
+            return await phases.idle_memory(self.pool, target, viewers)
+        except phases.RowFailed as exc:
+            return {"target": target.name, "viewers": viewers, "not_measured": str(exc)}
+
     async def run(self) -> dict[str, Any]:
         plan = self.plan
+        ladders, memory, show = [], [], None
         async with self.running() as targets:
             with Progress(self.steps(targets)) as progress:
-                for size in plan.sizes:
+                for size in plan.sizes if "latency" in plan.phases else []:
                     for viewers in plan.viewers:
                         order = ["elog-stream", "relay"]
                         if "visdom" in targets and viewers <= plan.visdom_max_viewers:
@@ -258,31 +292,22 @@ class Harness:
                         for name in order:
                             progress.step(f"{size_label(size)}, {viewers} viewers: {name}")
                             await self.row(targets[name], viewers, size)
-                ladders = []
-                for name in ("elog-stream", "relay"):
+                for name in ("elog-stream", "relay") if "rate" in plan.phases else ():
                     progress.step(f"rate ladder: {name}")
-                    ladders.append(
-                        await phases.rate_ladder(
-                            self.pool, targets[name], plan.rate_viewers, plan.rate_size,
-                            self.ids, plan.rates, plan.rate_seconds,
-                        )
-                    )  # fmt: skip
-                memory = []
+                    ladders.append(await self.ladder(targets[name]))
                 limit = raise_fd_limit()
-                for viewers in plan.idle:
+                for viewers in plan.idle if "memory" in plan.phases else []:
                     why = idle_fits(viewers, plan.workers, limit)
-                    for name in ("elog-stream", "relay"):
-                        progress.step(f"{viewers:,} idle viewers: {name}")
-                        if why:
-                            memory.append({"target": name, "viewers": viewers, "not_measured": why})
-                        else:
-                            memory.append(
-                                await phases.idle_memory(self.pool, targets[name], viewers)
-                            )
                     if why:
                         self.not_measured.append(f"{viewers:,} idle viewers: {why}")
-                progress.step("elogshow: draw, encode, Redis")
-                show = await asyncio.to_thread(elogshow_costs, self.redis_url, plan.show_repeats)
+                    for name in ("elog-stream", "relay"):
+                        progress.step(f"{viewers:,} idle viewers: {name}")
+                        memory.append(await self.idle(targets[name], viewers, why))
+                if "elogshow" in plan.phases:
+                    progress.step("elogshow: draw, encode, Redis")
+                    show = await asyncio.to_thread(
+                        elogshow_costs, self.redis_url, plan.show_repeats
+                    )
         results: dict[str, Any] = {
             "latency": self.rows,
             "rate": ladders,

@@ -81,6 +81,9 @@ def markdown(results: dict[str, Any]) -> str:
         ],
     )  # fmt: skip
     for ladder in results["rate"]:
+        if "error" in ladder:
+            out += [f"## Per-topic rate, {ladder['target']}: {ladder['error']}", ""]
+            continue
         out += [
             f"## Per-topic rate, {ladder['target']} ({ladder['viewers']} viewers, "
             f"{size_label(ladder['size_bytes'])})",

@@ -93,7 +93,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 12's targets, each met or missed by how much."""
     rows = results["latency"]
     sizes = sorted({r["size_bytes"] for r in rows})
-    size = SIZE_FOR_TARGETS if SIZE_FOR_TARGETS in sizes else sizes[0]
+    size = SIZE_FOR_TARGETS if SIZE_FOR_TARGETS in sizes or not sizes else sizes[0]
     at = size_label(size)
     ours = {v: _row(rows, OURS, v, size) for v in (1, 10, 100, 1000)}
     found = [
