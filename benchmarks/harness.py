@@ -59,6 +59,7 @@ class Plan:
     poll_frames: int = 5
     poll_max_viewers: int = 100
     visdom_max_viewers: int = 100
+    visdom_max_size: int = 100_000  # 1 MB to 100 visdom viewers took 7 minutes a row here
     rate_viewers: int = 10
     rate_size: int = 100_000
     rates: list[float] = field(default_factory=lambda: [10, 20, 50, 100, 200, 500, 1000])
@@ -222,6 +223,9 @@ class Harness:
             }
         )
 
+    def visdom_row(self, viewers: int, size: int) -> bool:
+        return viewers <= self.plan.visdom_max_viewers and size <= self.plan.visdom_max_size
+
     def steps(self, targets: dict[str, Target]) -> int:
         plan = self.plan
         per_row = sum(
@@ -269,13 +273,21 @@ class Harness:
         except phases.RowFailed as exc:
             return {"target": target.name, "error": str(exc)}
 
-    async def idle(self, target: Target, viewers: int, why: str) -> dict[str, Any]:
+    async def idle(self, name: str, viewers: int, why: str) -> dict[str, Any]:
+        """Memory per idle viewer, on a server of its own: one that served the latency rows
+        reuses the memory they freed, and would seem to need none."""
         if why:
-            return {"target": target.name, "viewers": viewers, "not_measured": why}
+            return {"target": name, "viewers": viewers, "not_measured": why}
+        fresh = elog_service(self.redis_url) if name == "elog-stream" else None
         try:
-            return await phases.idle_memory(self.pool, target, viewers)
-        except phases.RowFailed as exc:
-            return {"target": target.name, "viewers": viewers, "not_measured": str(exc)}
+            async with contextlib.AsyncExitStack() as stack:
+                if fresh is not None:
+                    target, _ = await stack.enter_async_context(fresh)
+                else:
+                    target = await stack.enter_async_context(relay(self.redis_url))
+                return await phases.idle_memory(self.pool, target, viewers)
+        except (phases.RowFailed, TargetUnavailable) as exc:
+            return {"target": name, "viewers": viewers, "not_measured": str(exc)}
 
     async def run(self) -> dict[str, Any]:
         plan = self.plan
@@ -285,7 +297,7 @@ class Harness:
                 for size in plan.sizes if "latency" in plan.phases else []:
                     for viewers in plan.viewers:
                         order = ["elog-stream", "relay"]
-                        if "visdom" in targets and viewers <= plan.visdom_max_viewers:
+                        if "visdom" in targets and self.visdom_row(viewers, size):
                             order.append("visdom")
                         if viewers <= plan.poll_max_viewers:
                             order.append("poller")
@@ -302,7 +314,7 @@ class Harness:
                         self.not_measured.append(f"{viewers:,} idle viewers: {why}")
                     for name in ("elog-stream", "relay"):
                         progress.step(f"{viewers:,} idle viewers: {name}")
-                        memory.append(await self.idle(targets[name], viewers, why))
+                        memory.append(await self.idle(name, viewers, why))
                 if "elogshow" in plan.phases:
                     progress.step("elogshow: draw, encode, Redis")
                     show = await asyncio.to_thread(

@@ -34,6 +34,8 @@ WARM_UP_TIMEOUT = 60.0
 DELIVERY_TIMEOUT = 30.0  # for the last image of a run to reach every client
 POLL_SPACING = 1.37  # seconds between publishes read by 1 Hz pollers: no phase lock
 IDLE_TIMEOUT = 300.0
+FLAT_DELIVERED = 0.9  # of the images published, for a rate to count as flat
+PUBLISHER_KEEPS_UP = 0.9  # of the rate asked for
 
 
 class RowFailed(RuntimeError):
@@ -227,36 +229,49 @@ async def rate_ladder(
     rates: list[float],
     seconds: float,
 ) -> dict[str, Any]:
-    """Step the per-topic rate up until the median latency exceeds twice the first rate's."""
+    """Step the per-topic rate up while latency stays flat.
+
+    Flat: the median latency at most twice the first rate's, and at least ``FLAT_DELIVERED``
+    of the images delivered (latest wins would otherwise hide the queueing by dropping them).
+    The ladder also stops when the publisher cannot keep up with the rate asked for.
+    """
     await _open(pool, target.kind, target.url, viewers)
     steps: list[dict[str, Any]] = []
+    stopped_by = ""
     try:
         await warm_up(pool, target, size, ids)
         for rate in rates:
             count = max(10, int(rate * seconds))
             run = await publish_run(pool, target, ids.frames(size, count), rate)
             summary = run.summary()
-            steps.append(
-                {
-                    "rate_hz": rate,
-                    "published_hz": round(count / run.publish_elapsed, 1),
-                    "p50_ms": summary["p50_ms"],
-                    "p99_ms": summary["p99_ms"],
-                    "delivered_pct": round(100 * summary["delivered"] / summary["expected"], 1),
-                }
-            )
-            if summary["p50_ms"] > 2 * steps[0]["p50_ms"]:
+            step = {
+                "rate_hz": rate,
+                "published_hz": round(count / run.publish_elapsed, 1),
+                "p50_ms": summary["p50_ms"],
+                "p99_ms": summary["p99_ms"],
+                "delivered_pct": round(100 * summary["delivered"] / summary["expected"], 1),
+            }
+            steps.append(step)
+            if step["p50_ms"] > 2 * steps[0]["p50_ms"]:
+                stopped_by = "latency"
+            elif step["delivered_pct"] < 100 * FLAT_DELIVERED:
+                stopped_by = "images dropped"
+            elif step["published_hz"] < PUBLISHER_KEEPS_UP * rate:
+                stopped_by = "publisher"
+                step["flat"] = True  # flat as far as it got: the publisher is the limit
+            step.setdefault("flat", not stopped_by)
+            if stopped_by:
                 break
     finally:
         await pool.close()
-    flat = [s["rate_hz"] for s in steps if s["p50_ms"] <= 2 * steps[0]["p50_ms"]]
+    flat = [s["rate_hz"] for s in steps if s["flat"]]
     return {
         "target": target.name,
         "viewers": viewers,
         "size_bytes": size,
         "steps": steps,
-        "highest_flat_rate_hz": max(flat),
-        "limit_reached": len(flat) < len(steps),
+        "highest_flat_rate_hz": max(flat) if flat else None,
+        "stopped_by": stopped_by or "the highest rate tried",
     }
 
 

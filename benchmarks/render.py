@@ -88,8 +88,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"## Per-topic rate, {ladder['target']} ({ladder['viewers']} viewers, "
             f"{size_label(ladder['size_bytes'])})",
             "",
-            f"Highest rate with p50 ≤ 2× the lowest rate's: **{ladder['highest_flat_rate_hz']:g} "
-            f"Hz**{'' if ladder['limit_reached'] else ' (the highest rate tried)'}.",
+            "Highest rate with p50 ≤ 2× the lowest rate's and ≥ 90 % delivered: "
+            f"**{_cell(ladder['highest_flat_rate_hz'])} Hz** (stopped by: {ladder['stopped_by']}).",
             "",
         ]
         out += _table(
