@@ -142,7 +142,7 @@ def cdf_plot(samples: dict[str, list[float]], path: Path) -> None:
     keys = [key.split("|") for key in samples]
     sizes = sorted({int(size) for _, _, size in keys})
     viewer_counts = sorted({int(viewers) for _, viewers, _ in keys})
-    figure = Figure(figsize=(5 * len(sizes), 4.2), layout="constrained")
+    figure = Figure(figsize=(5 * len(sizes) + 2, 4.2), layout="constrained")
     axes = figure.subplots(1, len(sizes), squeeze=False)[0]
     for ax, size in zip(axes, sizes, strict=True):
         for key, values in samples.items():
@@ -161,5 +161,11 @@ def cdf_plot(samples: dict[str, list[float]], path: Path) -> None:
         ax.set_title(size_label(size) + " images")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("fraction of deliveries")
-    axes[-1].legend(fontsize="small", loc="lower right")
+    labelled: dict[str, Any] = {}
+    for ax in axes:
+        for line, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labelled.setdefault(label, line)
+    figure.legend(
+        list(labelled.values()), list(labelled), loc="outside right upper", fontsize="small"
+    )
     figure.savefig(path, dpi=100)
