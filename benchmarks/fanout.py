@@ -1,19 +1,15 @@
-"""Publish → WebSocket latency and fan-out throughput, on real processes.
+"""Publish → viewer latency with viewers spread over service replicas, on Redis or a Cluster.
 
-Starts a private Redis-compatible server and ``elog-stream serve`` in a subprocess, connects
-``--viewers`` WebSocket clients, publishes ``--images`` images of ``--size`` bytes every
-``--interval`` seconds, and reports how long each took from the start of ``publish()`` to its
-arrival at each viewer. Example:
+The harness (``python -m benchmarks.harness``) measures one service against its baselines; this
+measures ``--replicas`` services on one Redis, or with ``--cluster`` on a private 3-master
+Redis Cluster (replica i given node i's URL, the publisher node 0's). The viewers are spread
+round-robin over the replicas, each replica's in its own client processes; the same pieces as
+the harness (benchmarks/targets.py, clients.py, phases.py). Reported: latency overall and at
+each replica, and the CPU seconds of the services, Redis, the clients and the machine while
+publishing and delivering. Example:
 
-    python benchmarks/fanout.py --viewers 10 --images 200 --size 100000 --interval 0.02
-
-``--replicas N`` starts N services on the same Redis and spreads the viewers over them
-round-robin; ``--cluster`` runs on a private 3-master Redis Cluster instead, replica i given
-node i's URL. The report adds the CPU seconds each process used while publishing and
-delivering (the service replicas, the Redis server(s), this process with its viewers, and the
-whole machine), and with several replicas the latency at each:
-
-    python benchmarks/fanout.py --viewers 60 --interval 0.05 --replicas 3 --cluster
+    PYTHONPATH=. python -m benchmarks.fanout --viewers 60 --images 200 --size 100000 \\
+        --interval 0.05 --replicas 3 --cluster
 """
 
 from __future__ import annotations
@@ -22,42 +18,19 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from typing import Any
 
-import httpx
 import psutil
-from websockets.asyncio.client import ClientConnection, connect
 
-from elog_stream import AsyncPublisher
-from elog_stream.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from elog_stream.embedded import EmbeddedCluster, EmbeddedRedis
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TOPIC = "bench/plot"
-READY_TIMEOUT = 30.0
-DELIVERY_TIMEOUT = 10.0  # after the last publish; a frame replaced before it was sent never comes
-
-
-def fake_png(size: int, index: int) -> bytes:
-    # Passes the magic-byte check; the rest is incompressible, like a real PNG.
-    return PNG_SIGNATURE + index.to_bytes(8, "big") + os.urandom(max(size - 16, 0))
-
-
-async def viewer(ws: ClientConnection, arrivals: dict[int, float], expected: int) -> None:
-    header: dict | None = None
-    while len(arrivals) < expected:
-        frame = await ws.recv()
-        if isinstance(frame, str):
-            message = json.loads(frame)
-            # seq counts per topic: the warm-up image's must not pass for the first image's
-            header = message if message["type"] == "image" and message["topic"] == TOPIC else None
-        elif header is not None:
-            arrivals[header["seq"]] = time.perf_counter()
-            header = None
+from .clients import ClientPool
+from .frames import raise_fd_limit
+from .phases import DELIVERY_TIMEOUT, Cpu, Ids, Run
+from .report import percentiles
+from .targets import Target, elog_service
 
 
 @contextlib.contextmanager
@@ -68,160 +41,79 @@ def redis_servers(cluster: bool) -> Iterator[tuple[list[str], list[int]]]:
             yield nodes.urls, [node.pid for node in nodes.nodes if node.pid is not None]
     else:
         with EmbeddedRedis() as server:
-            assert server.pid is not None
-            yield [server.url], [server.pid]
-
-
-@contextlib.contextmanager
-def services(redis_urls: Sequence[str], count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        for index in range(count):
-            port = free_port()
-            env = {**os.environ, "ELOG_REDIS_URL": redis_urls[index % len(redis_urls)]}
-            process = subprocess.Popen(
-                [sys.executable, "-m", "elog_stream", "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            process.port = port  # type: ignore[attr-defined]
-            started.append(process)
-        yield started
-    finally:
-        for process in started:
-            process.terminate()
-        for process in started:
-            process.wait(10)
-
-
-async def wait_ready(ports: Sequence[int]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with httpx.AsyncClient() as http:
-        for port in ports:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the service on port {port} was not ready in time")
-                await asyncio.sleep(0.02)
-
-
-async def run(args: argparse.Namespace) -> dict[str, object]:
-    with (
-        redis_servers(args.cluster) as (redis_urls, redis_pids),
-        services(redis_urls, args.replicas) as replicas,
-    ):
-        ports = [process.port for process in replicas]  # type: ignore[attr-defined]
-        await wait_ready(ports)
-        processes = {
-            "service": [psutil.Process(process.pid) for process in replicas],
-            "redis": [psutil.Process(pid) for pid in redis_pids],
-            "bench": [psutil.Process()],
-        }
-        ws_urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
-        return await measure(args, ws_urls, redis_urls[0], processes)
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-def machine_busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    quantiles = statistics.quantiles(latencies, n=100)
-    return {f"p{p}_ms": round(quantiles[p - 1], 2) for p in (50, 90, 95, 99)}
+            yield [server.url], [server.pid] if server.pid is not None else []
 
 
 async def measure(
-    args: argparse.Namespace,
-    ws_urls: Sequence[str],
-    redis_url: str,
-    processes: dict[str, list[psutil.Process]],
-) -> dict[str, object]:
-    images = [fake_png(args.size, i) for i in range(args.images)]
-    sockets = [
-        await connect(ws_urls[i % len(ws_urls)], max_size=None, compression=None)
-        for i in range(args.viewers)
-    ]
-    arrivals: list[dict[int, float]] = [{} for _ in sockets]
+    args: argparse.Namespace, replicas: list[Target], pools: list[ClientPool], cpu: Cpu
+) -> dict[str, Any]:
+    for index, (replica, pool) in enumerate(zip(replicas, pools, strict=True)):
+        count = args.viewers // len(replicas) + (index < args.viewers % len(replicas))
+        failed = await pool.open("elog", replica.url, count)
+        if failed:
+            raise RuntimeError(f"{len(failed)} viewers did not connect: {failed[0]}")
+    ids = Ids()
+    publish = replicas[0].publish
+    for ident, data in ids.frames(args.size, 1):  # every viewer connected and listening
+        await publish(data, ident)
+        for pool in pools:
+            if not await pool.wait_seen(ident, pool.count, 60):
+                raise RuntimeError("the viewers did not receive the first image in 60 s")
+            await pool.take()
+    frames = ids.frames(args.size, args.images)
+    cpu.start()
     sent: dict[int, float] = {}
-    readers = [
-        asyncio.create_task(viewer(ws, seen, args.images))
-        for ws, seen in zip(sockets, arrivals, strict=True)
-    ]
-    async with AsyncPublisher(redis_url) as publisher:
-        await publisher.publish("bench/warmup", "bench", images[0])
-        cpu_before = {name: [cpu_seconds(p) for p in group] for name, group in processes.items()}
-        machine_before = machine_busy_seconds()
-        started = time.perf_counter()  # the CPU window starts here too
-        for image in images:
-            before = time.perf_counter()
-            seq = await publisher.publish(TOPIC, "bench", image)
-            sent[seq] = before
-            await asyncio.sleep(args.interval)
-        done, pending = await asyncio.wait(readers, timeout=DELIVERY_TIMEOUT)
-        machine = machine_busy_seconds() - machine_before
-        window = time.perf_counter() - started
-        cpu = {
-            name: [
-                round(cpu_seconds(p) - b, 2) for p, b in zip(group, cpu_before[name], strict=True)
-            ]
-            for name, group in processes.items()
-        }
-    for task in pending:
-        task.cancel()
-    for ws in sockets:
-        await ws.close()
-    per_viewer = [
-        [(arrived - sent[seq]) * 1000 for seq, arrived in seen.items() if seq in sent]
-        for seen in arrivals
-    ]
-    latencies = [latency for viewer_latencies in per_viewer for latency in viewer_latencies]
-    # Until the last arrival, not the end of the wait for frames that were superseded.
-    elapsed = max(max(seen.values(), default=started) for seen in arrivals) - started
-    delivered = len(latencies)
-    overall = percentiles(latencies)
-    result: dict[str, object] = {
+    started = time.perf_counter()
+    for ident, data in frames:
+        sent[ident] = time.perf_counter()
+        await publish(data, ident)
+        await asyncio.sleep(args.interval)
+    elapsed = time.perf_counter() - started
+    runs = []
+    for pool in pools:
+        complete = await pool.wait_seen(frames[-1][0], pool.count, DELIVERY_TIMEOUT)
+        runs.append(Run(sent, await pool.take(), pool.count, elapsed, complete))
+    used = cpu.stop()
+    latencies = [x for run in runs for x in run.latencies_ms()]
+    last = max(t for run in runs for i, t in run.arrivals if i in sent)
+    return {
         "viewers": args.viewers,
         "images": args.images,
         "size_bytes": args.size,
-        "delivered": delivered,
-        "expected": args.viewers * args.images,
-        "p50_ms": overall["p50_ms"],
-        "p95_ms": overall["p95_ms"],
-        "p99_ms": overall["p99_ms"],
-        "max_ms": round(max(latencies), 2),
-        "fanout_MB_per_s": round(delivered * args.size / elapsed / 1e6, 1),
-        "p90_ms": overall["p90_ms"],
         "replicas": args.replicas,
         "redis": "cluster of 3 masters" if args.cluster else "single",
-        "elapsed_s": round(elapsed, 2),
-        "cpu_window_s": round(window, 2),
-        "cpu_s": {
-            "service": cpu["service"],
-            "redis": cpu["redis"],
-            "bench": cpu["bench"][0],
-            "machine": round(machine, 2),
-        },
+        "delivered": len(latencies),
+        "expected": args.viewers * args.images,
+        **percentiles(latencies),
+        "fanout_MB_per_s": round(len(latencies) * args.size / (last - started) / 1e6, 1),
+        "cpu": used,
+        "per_replica": [run.summary() for run in runs] if args.replicas > 1 else None,
     }
-    if args.replicas > 1:
-        result["per_replica"] = [
-            {
-                "delivered": len(mine),
-                **percentiles(mine),
-                "cpu_s": cpu["service"][index],
-            }
-            for index in range(args.replicas)
-            for mine in [[x for v in per_viewer[index :: args.replicas] for x in v]]
-        ]
-    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with redis_servers(args.cluster) as (urls, redis_pids):
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.TaskGroup() as group:
+                started = [
+                    group.create_task(
+                        stack.enter_async_context(elog_service(urls[index % len(urls)]))
+                    )
+                    for index in range(args.replicas)
+                ]
+            replicas = [task.result()[0] for task in started]
+            workers = max(1, args.workers // args.replicas)
+            pools = [
+                await stack.enter_async_context(ClientPool(workers)) for _ in range(args.replicas)
+            ]
+            cpu = Cpu(
+                {
+                    "service": [psutil.Process(replica.pid) for replica in replicas],
+                    "redis": [psutil.Process(pid) for pid in redis_pids],
+                    "clients": [psutil.Process(pid) for pool in pools for pid in pool.pids],
+                }
+            )
+            return await measure(args, replicas, pools, cpu)
 
 
 def main() -> None:
@@ -236,9 +128,11 @@ def main() -> None:
     parser.add_argument(
         "--cluster", action="store_true", help="a private 3-master Redis Cluster, not one server"
     )
+    parser.add_argument("--workers", type=int, default=3, help="client processes in all")
     args = parser.parse_args()
-    if args.replicas < 1:
-        parser.error("--replicas must be at least 1")
+    if args.replicas < 1 or args.viewers < args.replicas or args.size < 16:
+        parser.error("need --replicas ≥ 1, at least one viewer per replica, --size ≥ 16")
+    raise_fd_limit()
     print(json.dumps(asyncio.run(run(args))))
 
 

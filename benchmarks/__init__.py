@@ -1,0 +1,1 @@
+"""Benchmarks of elog-stream against baselines; run ``python -m benchmarks.harness --help``."""
