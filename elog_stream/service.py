@@ -14,6 +14,8 @@ from .feed import Feed
 from .hub import Hub
 from .legacy import LegacyBridge
 from .local import RUNTIME_FILE, LocalRedis
+from .logbook_push import LogbookPush
+from .logbook_store import LogbookStore, check_persistence
 from .previews import Previews
 from .ratelimit import RateLimiter
 from .stats import Stats
@@ -32,6 +34,7 @@ class Service:
     publish_limiter: RateLimiter
     bodies: BodyBudget
     previews: Previews
+    logbook: LogbookStore
     feed_task: asyncio.Task[None] | None = None  # set once the TaskGroup runs it
 
     def feed_running(self) -> bool:
@@ -43,8 +46,8 @@ class Service:
 async def running_service(settings: Settings, demo: bool = False) -> AsyncIterator[Service]:
     """Start everything the service needs; stop it all on exit, also on error or cancellation.
 
-    Its TaskGroup owns the Feed task, and the demo's and the LegacyBridge's when enabled: they
-    are cancelled and awaited on exit.
+    Its TaskGroup owns the Feed task, the logbook's push and start-up persistence check, and
+    the demo's and the LegacyBridge's when enabled: they are cancelled and awaited on exit.
     With no ``settings.redis_url`` a private server is started and stopped here, so it is
     stopped even when the process exits by a re-raised signal; its data is kept in
     ``settings.data_dir`` (local.py). Raises AlreadyRunningError if another service uses it.
@@ -69,12 +72,15 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
         store = TopicStore(redis_url, settings, stats)
         stack.push_async_callback(store.aclose)
         hub = Hub(stats)
+        logbook = LogbookStore(store, settings, stats)
+        push = LogbookPush(logbook, hub)
         feed = Feed(
             store,
             hub,
             stats,
             keepalive_interval=settings.keepalive_interval,
             reconcile_interval=settings.reconcile_interval,
+            logbook=push.notice,
         )
         service = Service(
             settings,
@@ -85,11 +91,16 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             publish_limiter=RateLimiter(settings.publish_rate, settings.publish_burst),
             bodies=BodyBudget(settings.max_bodies_in_flight_bytes, settings.body_timeout),
             previews=Previews(stats, settings.preview_cache_bytes),
+            logbook=logbook,
         )
         stack.callback(service.previews.close)
         async with asyncio.TaskGroup() as tasks:
             service.feed_task = tasks.create_task(feed.run(), name="elog-feed")
-            owned = [service.feed_task]
+            owned = [
+                service.feed_task,
+                tasks.create_task(push.run(), name="elog-logbook-push"),
+                tasks.create_task(check_persistence(logbook), name="elog-persistence-check"),
+            ]
             if demo:
                 from .demo import run_demo
 
