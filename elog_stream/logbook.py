@@ -4,7 +4,8 @@ Per experiment E (hash tag ``{E}``, so all of an experiment's keys share a Clust
 an append-only stream of entries ``{prefix}logbook:{E}``, the images they pin by SHA-256
 ``{prefix}logbook:{E}:image:<digest>`` (one copy however often pinned) and the retractions
 ``{prefix}logbook:{E}:retracted`` (entry id -> who, why, when; set once, never changed).
-``{prefix}logbooks`` is the set of experiments that have a logbook. Nothing here expires.
+``{prefix}logbooks`` is the set of experiments that have a logbook, and
+``{prefix}logbook-webhook-since`` when a webhook first forwarded entries. Nothing expires.
 Everything read back is checked here (``parse_entries``, ``parse_image``): it is untrusted.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .errors import CorruptEntryError, InvalidNameError
+from .errors import CorruptEntryError, InvalidNameError, TopicNotFoundError, VersionNotKeptError
 from .images import CONTENT_TYPES, sniff_content_type
 from .protocol import (
     ENTRY_ID,
@@ -60,6 +61,11 @@ class LogbookKeys:
     @property
     def channel(self) -> str:
         return f"{self.prefix}updates"
+
+    @property
+    def webhook_since(self) -> str:
+        """When a service first forwarded new entries to a webhook (Unix time)."""
+        return f"{self.prefix}logbook-webhook-since"
 
     def stream(self, experiment: str) -> str:
         return f"{self.prefix}logbook:{{{experiment}}}"
@@ -178,6 +184,25 @@ def search_words(query: str | None) -> list[str]:
 
 
 # ---- pinning ----------------------------------------------------------------------------
+
+
+def check_version(
+    topic: str, seq: int | None, digest: str | None, image: TopicImage | None
+) -> TopicImage:
+    """``image`` if it is the version of ``topic`` asked for; else the error saying why not.
+
+    ``image`` is what was read for ``seq`` (the current image when ``seq`` is None); a
+    ``digest`` given by the caller must match, so a topic that restarted at 1 never gives
+    another image than the one seen.
+    """
+    if image is None:
+        if seq is None:
+            raise TopicNotFoundError(topic)
+        raise VersionNotKeptError(topic, seq)
+    if digest is not None and image.digest != digest:
+        raise VersionNotKeptError(topic, image.seq, f"is now another image ({image.digest[:12]}…)")
+    return image
+
 
 PIN_SCRIPT = """\
 -- elog-stream logbook pin (protocol v1): keep an image and append an entry, atomically.

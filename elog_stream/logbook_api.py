@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.convertors import PathConvertor, register_url_convertor
 
@@ -25,12 +28,13 @@ from .logbook import (
     MAX_COMMENT_LENGTH,
     MAX_PAGE,
     Entry,
+    check_version,
     logbook_experiment,
     search_words,
     validate_author,
     validate_comment,
 )
-from .logbook_store import check_version
+from .logbook_export import html_export, zip_export
 from .protocol import ENTRY_ID, validate_topic
 from .records import TopicImage
 from .service import Service
@@ -265,6 +269,44 @@ async def retract(
 async def entry(experiment: str, entry_id: str, service: ServiceDep) -> LogbookEntry:
     """One entry of an experiment's logbook."""
     return _model(await _entry(service, experiment, entry_id))
+
+
+def _export(
+    experiment: str, chunks: AsyncIterator[bytes], media_type: str, suffix: str
+) -> StreamingResponse:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment)[:80] or "logbook"
+    disposition = f"attachment; filename=\"logbook-{name}.{suffix}\"; filename*=UTF-8''" + quote(
+        f"logbook-{experiment}.{suffix}", safe=""
+    )
+    return StreamingResponse(
+        chunks, media_type=media_type, headers={"Content-Disposition": disposition}
+    )
+
+
+@router.get(
+    "/api/logbook/{experiment:experiment}/export.html",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/html": {}}}, 422: {}, 503: {}},
+    dependencies=needs(Access.VIEW),
+)
+async def export_html(experiment: str, service: ServiceDep) -> StreamingResponse:
+    """The experiment's logbook as one self-contained HTML file (images embedded as data:
+    URLs, all text escaped, retracted entries marked), streamed."""
+    logbook_experiment(experiment)
+    chunks = html_export(service.logbook, experiment)
+    return _export(experiment, chunks, "text/html; charset=utf-8", "html")
+
+
+@router.get(
+    "/api/logbook/{experiment:experiment}/export.zip",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}}, 422: {}, 503: {}},
+    dependencies=needs(Access.VIEW),
+)
+async def export_zip(experiment: str, service: ServiceDep) -> StreamingResponse:
+    """The experiment's logbook as a ZIP: ``images/<sha256>.<ext>`` and ``entries.json``."""
+    logbook_experiment(experiment)
+    return _export(experiment, zip_export(service.logbook, experiment), "application/zip", "zip")
 
 
 @router.get(

@@ -24,8 +24,6 @@ from .errors import (
     InvalidNameError,
     RedisRefusedError,
     RedisUnavailableError,
-    TopicNotFoundError,
-    VersionNotKeptError,
     redis_errors,
 )
 from .logbook import (
@@ -67,24 +65,6 @@ class Page:
     next_before: str | None
 
 
-def check_version(
-    topic: str, seq: int | None, digest: str | None, image: TopicImage | None
-) -> TopicImage:
-    """``image`` if it is the version of ``topic`` asked for; else the error saying why not.
-
-    ``image`` is what was read for ``seq`` (the current image when ``seq`` is None); a
-    ``digest`` given by the caller must match, so a topic that restarted at 1 never gives
-    another image than the one seen.
-    """
-    if image is None:
-        if seq is None:
-            raise TopicNotFoundError(topic)
-        raise VersionNotKeptError(topic, seq)
-    if digest is not None and image.digest != digest:
-        raise VersionNotKeptError(topic, image.seq, f"is now another image ({image.digest[:12]}…)")
-    return image
-
-
 class LogbookStore:
     """Reads and writes the logbook of docs/protocol.md through ``store``'s client.
 
@@ -92,12 +72,12 @@ class LogbookStore:
     CorruptEntryError (a CorruptTopicError: 409) for a single entry that cannot be used.
     """
 
-    def __init__(self, store: TopicStore, settings: Settings, stats: Stats) -> None:
+    def __init__(self, store: TopicStore, settings: Settings, stats: Stats | None = None) -> None:
         self._store = store
         self.url = store.url
         self.keys = LogbookKeys(settings.prefix)
         self._max_image_bytes = settings.max_image_bytes
-        self._stats = stats
+        self._stats = stats or Stats()
         self._problems = ThrottledLog(log)
 
     async def pin(self, image: TopicImage, author: str, comment: str) -> Entry:
@@ -135,7 +115,9 @@ class LogbookStore:
         return status  # type: ignore[return-value]
 
     async def entry(self, experiment: str, entry_id: str) -> Entry | None:
-        """The entry ``entry_id``; None if there is none. CorruptEntryError if unusable."""
+        """The entry ``entry_id``; None if there is none. CorruptEntryError if unusable,
+        InvalidNameError for an experiment that cannot have a logbook."""
+        logbook_experiment(experiment)
         with self._reported():
             items = await self._read(
                 experiment, read_call(self.keys, experiment, entry_id, entry_id)
@@ -151,8 +133,10 @@ class LogbookStore:
         having every one of ``words`` (lower case). Unusable entries are skipped (counted).
 
         A search looks at SEARCH_BUDGET entries at most; ``next_before`` then says where to
-        go on, even if fewer than ``limit`` were found.
+        go on, even if fewer than ``limit`` were found. InvalidNameError for an experiment
+        that cannot have a logbook.
         """
+        logbook_experiment(experiment)
         found: list[Entry] = []
         newest = "+" if before is None else f"({before}"
         scanned = 0
@@ -276,6 +260,28 @@ class LogbookStore:
             raise
         claimed = reply[1] if isinstance(reply, list) and len(reply) >= 2 else []
         return [item.decode() for item in claimed if isinstance(item, bytes)]
+
+    async def hold(self, experiment: str, entry_id: str, consumer: str) -> None:
+        """Keep ``entry_id`` given to ``consumer``, its idle time reset (``XCLAIM``), while
+        its delivery is retried, so no other consumer takes it over."""
+        client = await self._store.lend()
+        with self._errors(experiment):
+            await client.xclaim(
+                self.keys.stream(experiment), WEBHOOK_GROUP, consumer, 0, [entry_id], justid=True
+            )
+
+    async def webhook_since(self, now: float) -> float:
+        """When a service first forwarded the logbook to a webhook (``now`` if this is the
+        first): entries pinned before are not forwarded."""
+        client = await self._store.lend()
+        key = self.keys.webhook_since
+        with self._errors():
+            await client.set(key, repr(now), nx=True)
+            value = await client.get(key)
+        try:
+            return float(value)  # type: ignore[arg-type]  # None and junk raise
+        except (TypeError, ValueError):
+            raise RedisRefusedError(self.url, f"{key} holds {value!r:.40}, not a time") from None
 
     async def delivered(self, experiment: str, entry_id: str) -> None:
         """Acknowledge ``entry_id`` for the webhook (``XACK``): nobody delivers it again."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .bodies import BodyBudget
@@ -17,9 +17,11 @@ from .local import RUNTIME_FILE, LocalRedis
 from .logbook_push import LogbookPush
 from .logbook_store import LogbookStore, check_persistence
 from .previews import Previews
+from .protocol import LogbookNotice
 from .ratelimit import RateLimiter
 from .stats import Stats
 from .store import TopicStore
+from .webhook import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
     """Start everything the service needs; stop it all on exit, also on error or cancellation.
 
     Its TaskGroup owns the Feed task, the logbook's push and start-up persistence check, and
-    the demo's and the LegacyBridge's when enabled: they are cancelled and awaited on exit.
+    the webhook's, the demo's and the LegacyBridge's when enabled: they are cancelled and
+    awaited on exit.
     With no ``settings.redis_url`` a private server is started and stopped here, so it is
     stopped even when the process exits by a re-raised signal; its data is kept in
     ``settings.data_dir`` (local.py). Raises AlreadyRunningError if another service uses it.
@@ -74,13 +77,21 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
         hub = Hub(stats)
         logbook = LogbookStore(store, settings, stats)
         push = LogbookPush(logbook, hub)
+        webhook = None
+        if settings.logbook_webhook is not None:
+            webhook = Webhook(
+                settings.logbook_webhook,
+                logbook,
+                stats,
+                sweep_interval=settings.reconcile_interval,
+            )
         feed = Feed(
             store,
             hub,
             stats,
             keepalive_interval=settings.keepalive_interval,
             reconcile_interval=settings.reconcile_interval,
-            logbook=push.notice,
+            logbook=push.notice if webhook is None else _both(push.notice, webhook.notice),
         )
         service = Service(
             settings,
@@ -101,6 +112,8 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
                 tasks.create_task(push.run(), name="elog-logbook-push"),
                 tasks.create_task(check_persistence(logbook), name="elog-persistence-check"),
             ]
+            if webhook is not None:
+                owned.append(tasks.create_task(webhook.run(), name="elog-webhook"))
             if demo:
                 from .demo import run_demo
 
@@ -120,3 +133,13 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             finally:
                 for task in owned:
                     task.cancel()
+
+
+def _both(
+    first: Callable[[LogbookNotice], None], second: Callable[[LogbookNotice], None]
+) -> Callable[[LogbookNotice], None]:
+    def tell(notice: LogbookNotice) -> None:
+        first(notice)
+        second(notice)
+
+    return tell
