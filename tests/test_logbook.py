@@ -94,8 +94,9 @@ def test_only_the_version_asked_for_is_ever_pinned(service, settings) -> None:
     ):
         response = pin(service.url, **bad)
         assert response.status_code == 422, (bad, response.text)
-    refused = httpx.post(service.url + "api/logbook", content=b"not json", timeout=10)
-    assert refused.status_code == 422
+    for junk in (b"not json", png("an image"), b'{"topic": "det/sum", "comment": "\xff"}'):
+        refused = httpx.post(service.url + "api/logbook", content=junk, timeout=10)
+        assert refused.status_code == 422, refused.text
     assert "author required" in pin(service.url, topic="det/sum", comment="x", author=None).text
     entries = httpx.get(service.url + "api/logbook/cxi2").json()["entries"]
     assert [e["seq"] for e in entries] == [4, 3]
