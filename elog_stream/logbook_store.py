@@ -21,6 +21,7 @@ from .backoff import Backoff
 from .config import Settings
 from .errors import (
     CorruptEntryError,
+    CorruptTopicError,
     InvalidNameError,
     RedisRefusedError,
     RedisUnavailableError,
@@ -184,7 +185,7 @@ class LogbookStore:
                     latest = await self._read(experiment, read_call(self.keys, experiment))
                     with self._errors(experiment):
                         count = await client.xlen(self.keys.stream(experiment))
-            except CorruptEntryError:
+            except CorruptTopicError:
                 continue  # counted and logged
             if not latest:
                 continue
@@ -344,12 +345,13 @@ async def check_persistence(logbook: LogbookStore) -> None:
         except RedisUnavailableError:
             await asyncio.sleep(backoff.next_delay())
             continue
-        except RedisRefusedError as exc:
+        except Exception as exc:  # refused (CONFIG renamed, ACL...), or anything unexpected
+            reason = exc.reason if isinstance(exc, RedisRefusedError) else repr(exc)
             log.warning(
                 "could not check whether Redis at %s keeps its data on disk (%s): the logbook "
                 "needs persistence (AOF or RDB snapshots), or it is lost when Redis restarts",
                 logbook.url,
-                exc.reason,
+                reason,
             )
             return
         if problem is None:

@@ -7,21 +7,25 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import zipfile
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 import redis
 from support import DEADLINE, cli_args, png, receive, replicas, run_service, serve, wait_for
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from elog_stream import AsyncPublisher, Publisher
 from elog_stream.cli import main
 from elog_stream.errors import TopicNotFoundError, VersionNotKeptError
+from elog_stream.logbook import IMAGE_SCRIPT, PIN_SCRIPT, READ_SCRIPT, RETRACT_SCRIPT
 
 PIN_TOKEN = "pin-token-for-the-logbook"
 VIEW_TOKEN = "view-token-for-the-logbook"
@@ -32,17 +36,28 @@ def pin(url: str, **body: object) -> httpx.Response:
     return httpx.post(url + "api/logbook", json={"author": "Ada", **body}, timeout=10)
 
 
+async def receive_entry(ws: ClientConnection, entry_id: str, retracted: bool) -> dict[str, Any]:
+    """The next pushed entry ``entry_id`` whose retraction is there or not, as asked (its pin
+    may be pushed first: it was announced before this viewer connected, or in between)."""
+    async with asyncio.timeout(DEADLINE):
+        while True:
+            entry = (await receive(ws, "logbook"))["entry"]
+            if entry["id"] == entry_id and (entry["retracted"] is not None) == retracted:
+                return entry
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_pinned_image_outlives_its_topic_byte_for_byte(service, settings) -> None:
+def test_a_pinned_image_outlives_its_topic_byte_for_byte(service, settings, publisher) -> None:
+    publisher.publish("beam/profile", "cxi1", png("the jet moved"), "profile")
+    response = pin(service.url, topic="beam/profile", seq=1, comment="the jet moved here")
+    assert response.status_code == 201, response.text
+    entry = response.json()
+    # A publish with a short ELOG_TTL: the topic and its history now expire within a second.
     with Publisher(settings.redis_url, prefix=settings.prefix, ttl=1) as short_lived:
-        short_lived.publish("beam/profile", "cxi1", png("the jet moved"), "profile")
         short_lived.publish("beam/profile", "cxi1", png("later"))
-        response = pin(service.url, topic="beam/profile", seq=1, comment="the jet moved here")
-        assert response.status_code == 201, response.text
-        entry = response.json()
     assert entry["seq"] == 1 and entry["topic"] == "beam/profile" and entry["experiment"] == "cxi1"
     assert entry["digest"] == digest(png("the jet moved")) and entry["author"] == "Ada"
     assert entry["description"] == "profile" and entry["retracted"] is None
@@ -51,6 +66,10 @@ def test_a_pinned_image_outlives_its_topic_byte_for_byte(service, settings) -> N
 
     topic = service.url + "api/topics/beam/profile"
     wait_for(lambda: httpx.get(topic).status_code == 404, "the topic to expire", 3 * DEADLINE)
+    raw = redis.Redis.from_url(settings.redis_url)
+    keys = settings.keys
+    assert raw.exists(keys.topic("beam/profile"), keys.history("beam/profile")) == 0
+    raw.close()
     image = httpx.get(service.url + entry["image_url"])
     assert image.status_code == 200 and image.content == png("the jet moved")
     assert image.headers["content-type"] == "image/png"
@@ -118,8 +137,8 @@ async def test_retracted_entries_stay_readable_and_say_who_and_why(service, publ
         assert response.status_code == 200, response.text
         retracted = response.json()["retracted"]
         assert retracted["by"] == "Bo" and retracted["reason"] == "not this run"
-        pushed = await receive(ws, "logbook")
-        assert pushed["entry"]["id"] == entry["id"] and pushed["entry"]["retracted"] == retracted
+        pushed = await receive_entry(ws, entry["id"], retracted=True)
+        assert pushed["retracted"] == retracted
     assert httpx.get(url).json()["retracted"] == retracted
     assert httpx.get(url + "/image").content == png("a")
     again = httpx.post(url + "/retract", json={"reason": "twice", "author": "Cy"})
@@ -353,6 +372,28 @@ def test_serve_warns_when_redis_keeps_no_data_on_disk(redis_url, prefix) -> None
     assert "keeps its data on disk" in line
 
 
+def test_serve_says_when_it_cannot_check_persistence(redis_url, prefix) -> None:
+    raw = redis.Redis.from_url(redis_url)
+    user = "no-config-" + prefix.rstrip(":")
+    raw.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+a-long-enough-password"],
+        keys=["*"],
+        channels=["*"],
+        categories=["+@all"],
+        commands=["-config"],
+    )
+    try:
+        url = redis_url.replace("redis://", f"redis://{user}:a-long-enough-password@", 1)
+        with serve("--port", "0", "--redis-url", url, "--prefix", prefix) as server:
+            line = server.wait_for_line(r"keeps no data on disk|could not check").string
+        assert "could not check whether Redis" in line and "no permissions" in line
+    finally:
+        raw.acl_deluser(user)
+        raw.close()
+
+
 def test_unusable_entries_are_skipped_and_tampered_images_refused(
     service, settings, publisher
 ) -> None:
@@ -370,3 +411,10 @@ def test_unusable_entries_are_skipped_and_tampered_images_refused(
     raw.close()
     forged = httpx.get(service.url + good["image_url"])
     assert forged.status_code == 409 and "digest" in forged.json()["detail"]
+
+
+def test_the_documented_scripts_are_the_ones_used() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    blocks = re.findall(r"```lua\n(.*?)```", doc, re.S)
+    for script in (PIN_SCRIPT, RETRACT_SCRIPT, READ_SCRIPT, IMAGE_SCRIPT):
+        assert script in blocks, script.splitlines()[0]
