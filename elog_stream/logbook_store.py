@@ -28,24 +28,19 @@ from .errors import (
     redis_errors,
 )
 from .logbook import (
-    IMAGE_SCRIPT,
     MAX_PAGE,
-    PIN_SCRIPT,
-    READ_SCRIPT,
-    RETRACT_SCRIPT,
     WEBHOOK_GROUP,
     Entry,
     LogbookKeys,
-    UnexpectedLogbookReplyError,
     entry_id_reply,
     image_call,
     logbook_experiment,
-    parse_entries,
-    parse_image,
     pin_call,
     read_call,
     retract_call,
 )
+from .logbook_records import UnexpectedLogbookReplyError, parse_entries, parse_image
+from .logbook_scripts import IMAGE_SCRIPT, PIN_SCRIPT, READ_SCRIPT, RETRACT_SCRIPT
 from .protocol import ScriptCall
 from .records import TopicImage
 from .stats import Stats

@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from elog_stream import AsyncPublisher, Publisher
 from elog_stream.cli import main
 from elog_stream.errors import TopicNotFoundError, VersionNotKeptError
-from elog_stream.logbook import IMAGE_SCRIPT, PIN_SCRIPT, READ_SCRIPT, RETRACT_SCRIPT
+from elog_stream.logbook_scripts import IMAGE_SCRIPT, PIN_SCRIPT, READ_SCRIPT, RETRACT_SCRIPT
 
 PIN_TOKEN = "pin-token-for-the-logbook"
 VIEW_TOKEN = "view-token-for-the-logbook"
