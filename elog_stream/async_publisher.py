@@ -23,7 +23,10 @@ from .errors import (
     TopicNotFoundError,
 )
 from .images import Encoding, Format, encode
+from .logbook import Entry, check_version
+from .logbook_store import LogbookStore
 from .outbox import CLOSE_TIMEOUT, REPLACED
+from .pinning import author_of
 from .protocol import validate_topic
 from .publisher import MAX_PENDING_TOPICS, Frame, PublisherCore
 from .records import TopicImage
@@ -75,6 +78,7 @@ class AsyncPublisher:
         )  # fmt: skip
         self._core = PublisherCore(settings)
         self._store = TopicStore(self._core.url, self._core.settings)
+        self._logbook = LogbookStore(self._store, self._core.settings)
         self._retry = RetryBuffer(self._send, retry_buffer) if retry_buffer else None
         self._throttle: Throttle[str, Frame] | None = None
         if settings.max_rate is not None:
@@ -208,6 +212,23 @@ class AsyncPublisher:
         if image is None:
             raise TopicNotFoundError(topic)
         return image
+
+    async def pin(
+        self,
+        topic: str,
+        comment: str,
+        seq: int | None = None,
+        *,
+        author: str | None = None,
+        digest: str | None = None,
+    ) -> Entry:
+        """See Publisher.pin."""
+        current = await self.grab(topic)
+        kept: TopicImage | None = current
+        if seq is not None and seq != current.seq:
+            kept = await self._store.history_image(topic, seq)
+        image = check_version(topic, seq, digest, kept)
+        return await self._logbook.pin(image, author_of(self.settings, author), comment)
 
     async def topics(self) -> list[TopicImage]:
         """See Publisher.topics."""

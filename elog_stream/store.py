@@ -39,7 +39,13 @@ from .errors import (
     redis_errors,
 )
 from .legacy_keys import LegacyKeys
-from .protocol import Keepalive, MalformedNotificationError, decode_notification, encode_keepalive
+from .protocol import (
+    Keepalive,
+    LogbookNotice,
+    MalformedNotificationError,
+    decode_notification,
+    encode_keepalive,
+)
 from .records import (
     HistoryLimits,
     TopicImage,
@@ -272,6 +278,11 @@ class TopicStore:
             reply = await self._script(call, topic)
             return parse_history_image(topic, seq, reply, self._max_image_bytes)
 
+    async def lend(self) -> AsyncClient:
+        """The client, lent to the logbook's operations (logbook_store.py), which translate
+        its errors with ``errors.redis_errors``; the store keeps owning (and closes) it."""
+        return await self._redis()
+
     async def ping(self) -> None:
         client = await self._redis()
         with self._errors():
@@ -390,8 +401,9 @@ class Subscription:
         self._url = url
         self._report = report
 
-    async def receive(self) -> str | Keepalive:
-        """The next valid topic name or Keepalive; anything else is counted and skipped.
+    async def receive(self) -> str | Keepalive | LogbookNotice:
+        """The next valid topic name, Keepalive or LogbookNotice; anything else is counted
+        and skipped.
 
         Raises RedisUnavailableError when the connection is lost. Cancelling is safe.
         """
