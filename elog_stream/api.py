@@ -124,8 +124,8 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 # Answers every read route may give besides 200, for the OpenAPI schema.
-_READ_ERRORS: dict[int | str, dict[str, Any]] = {404: {}, 409: {}, 503: {}}
-_IMAGE_CONTENT: dict[str, Any] = {"content": {content_type: {} for content_type in CONTENT_TYPES}}
+READ_ERRORS: dict[int | str, dict[str, Any]] = {404: {}, 409: {}, 503: {}}
+IMAGE_CONTENT: dict[str, Any] = {"content": {content_type: {} for content_type in CONTENT_TYPES}}
 
 
 MaxWidth = Annotated[
@@ -170,7 +170,7 @@ _CURRENT_ONLY = HistoryLimits(length=1, bytes=0, seconds=0.0)
     "/api/topics/{topic:topic}/history",
     responses={
         200: {"headers": {name: {"description": text} for name, text in _HISTORY_HEADERS.items()}},
-        **_READ_ERRORS,
+        **READ_ERRORS,
     },
     dependencies=needs(Access.VIEW),
 )
@@ -195,7 +195,7 @@ async def topic_history(topic: str, response: Response, service: ServiceDep) -> 
 @router.get(
     "/api/topics/{topic:topic}/history/{seq:seq}/image",
     response_class=Response,
-    responses={200: _IMAGE_CONTENT, 304: {}, 422: {}, **_READ_ERRORS},
+    responses={200: IMAGE_CONTENT, 304: {}, 422: {}, **READ_ERRORS},
     dependencies=needs(Access.VIEW),
 )
 async def history_image(
@@ -206,7 +206,7 @@ async def history_image(
     image = current if current.seq == seq else await service.store.history_image(topic, seq)
     if image is None:
         raise HTTPException(404, f"image {seq} of topic {topic!r} is not kept")
-    return await _image_response(request, service, image, max_width)
+    return await image_response(request, service, image, max_width)
 
 
 @router.head(
@@ -215,7 +215,7 @@ async def history_image(
 @router.get(
     "/api/topics/{topic:topic}/image",
     response_class=Response,
-    responses={200: _IMAGE_CONTENT, 304: {}, 422: {}, **_READ_ERRORS},
+    responses={200: IMAGE_CONTENT, 304: {}, 422: {}, **READ_ERRORS},
     dependencies=needs(Access.VIEW),
 )
 async def topic_image(
@@ -226,12 +226,14 @@ async def topic_image(
     With ``max_width``, a preview at most that wide (made once per image and width, cached);
     422 for an image of too many pixels to preview.
     """
-    return await _image_response(request, service, await _current(service, topic), max_width)
+    return await image_response(request, service, await _current(service, topic), max_width)
 
 
-async def _image_response(
+async def image_response(
     request: Request, service: Service, image: TopicImage, max_width: int | None
 ) -> Response:
+    """``image`` (or its preview ``max_width`` wide), its digest the ETag; 304 when the
+    client holds it."""
     # The type comes from the image's magic bytes (records.py), never from what Redis says.
     # A preview is a function of the image and the width: its ETag says both.
     tag = image.digest if max_width is None else f"{image.digest}.w{max_width}"
@@ -249,7 +251,7 @@ async def _image_response(
 
 
 @router.get(
-    "/api/topics/{topic:whole_topic}", responses=_READ_ERRORS, dependencies=needs(Access.VIEW)
+    "/api/topics/{topic:whole_topic}", responses=READ_ERRORS, dependencies=needs(Access.VIEW)
 )
 async def get_topic(topic: str, service: ServiceDep) -> Topic:
     """One live topic's metadata."""
@@ -303,6 +305,16 @@ async def publish_topic(
     ] = "",
 ) -> Topic:
     """Publish the request body (a PNG, JPEG, WebP or GIF image) as the topic's current image."""
+    check_publish_rate(request, service)
+    limit = service.settings.max_image_bytes
+    async with service.bodies.read(request, limit, ImageTooLargeError) as data:
+        image = await service.feed.publish(topic, experiment, data, description)
+    return Topic(**image.topic_object())
+
+
+def check_publish_rate(request: Request, service: Service) -> None:
+    """Raise 429 when the caller's publishes (and pins) are over the rate limit: per valid
+    token, else per client address."""
     policy: AccessPolicy = request.app.state.access
     client = request.client.host if request.client else "unknown"
     key = policy.identify(request).rate_key or f"address:{client}"
@@ -314,10 +326,6 @@ async def publish_topic(
             f"retry in {wait:.1f} s",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    limit = service.settings.max_image_bytes
-    async with service.bodies.read(request, limit, ImageTooLargeError) as data:
-        image = await service.feed.publish(topic, experiment, data, description)
-    return Topic(**image.topic_object())
 
 
 @router.get("/api/stats", dependencies=needs(Access.VIEW))

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute, APIRouter, APIWebSocketRoute, iter_route_c
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, login, viewer_socket
+from . import api, logbook_api, login, viewer_socket
 from .auth import Access, AccessPolicy, ViewerFiles, declared_access, needs
 from .config import Settings, web_directory
 from .errors import (
@@ -84,6 +84,7 @@ def create_app(
     app.add_exception_handler(405, _method_not_allowed)
     app.include_router(api.router)
     app.include_router(api.publishing)
+    app.include_router(logbook_api.router)
     app.include_router(login.router)
     app.include_router(viewer_socket.router)
     app.include_router(_docs)

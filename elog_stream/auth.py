@@ -7,7 +7,9 @@ Everything is open by default (a laptop needs none of it); each setting closes o
 - ``publish_token``: publishing over HTTP needs it as a Bearer header (it also grants viewing).
   Without a publish token, publishing needs whatever viewing needs, except that a browser
   session never grants publishing.
-- ``read_only``: publishing over HTTP is refused to everyone.
+- ``pin_token``: grants viewing and pinning to the logbook (which the publish scope also
+  grants); a browser session made with a token that may pin may pin too.
+- ``read_only``: publishing and pinning over HTTP are refused to everyone.
 - ``allowed_origins``: browser WebSockets from other origins than the page's own are refused
   (cross-site WebSocket hijacking); these extra origins are also allowed.
 
@@ -38,7 +40,7 @@ from starlette.types import Receive, Scope, Send
 
 from .config import Settings
 from .ratelimit import RateLimiter
-from .sessions import Sessions
+from .sessions import Session, Sessions
 
 COOKIE = "elog_session"
 CLOSE_UNAUTHORIZED = 4401
@@ -55,6 +57,7 @@ class Access(StrEnum):
 
     PUBLIC = "public"
     VIEW = "view"
+    PIN = "pin"  # to the logbook: pin and retract entries
     PUBLISH = "publish"
 
 
@@ -65,6 +68,7 @@ class Credential(StrEnum):
     INVALID = "invalid"  # a Bearer token that is not one of ours
     VIEW_TOKEN = "view-token"
     PUBLISH_TOKEN = "publish-token"
+    PIN_TOKEN = "pin-token"
     SESSION = "session"
 
 
@@ -78,12 +82,18 @@ class Identity:
     @property
     def rate_key(self) -> str | None:
         """The rate-limit key of a request with a valid token (else limit by address)."""
-        if self.credential in (Credential.VIEW_TOKEN, Credential.PUBLISH_TOKEN):
+        if self.credential in (
+            Credential.VIEW_TOKEN,
+            Credential.PUBLISH_TOKEN,
+            Credential.PIN_TOKEN,
+        ):
             return f"token:{self.credential}"
         return None
 
 
 Denial = tuple[int, str]  # HTTP status, reason
+_TOKENS = (Credential.VIEW_TOKEN, Credential.PUBLISH_TOKEN, Credential.PIN_TOKEN)
+_VERB = {Access.VIEW: "viewing", Access.PIN: "pinning", Access.PUBLISH: "publishing"}
 
 
 class AccessPolicy:
@@ -96,6 +106,7 @@ class AccessPolicy:
     def __init__(self, settings: Settings) -> None:
         self._view = _secret(settings.view_token)
         self._publish = _secret(settings.publish_token)
+        self._pin = _secret(settings.pin_token)
         self.read_only = settings.read_only
         self.allowed_origins = frozenset(settings.allowed_origins)
         self.sessions = Sessions(self._view, settings.session_max_age) if self._view else None
@@ -104,7 +115,7 @@ class AccessPolicy:
     @property
     def enabled(self) -> bool:
         """Whether any token is configured."""
-        return self._view is not None or self._publish is not None
+        return any(token is not None for token in (self._view, self._publish, self._pin))
 
     def identify(self, connection: HTTPConnection) -> Identity:
         """The request's identity, worked out once per request."""
@@ -117,24 +128,33 @@ class AccessPolicy:
     def _identify(self, connection: HTTPConnection) -> Identity:
         token = bearer(connection)
         if token and self.enabled:
-            if matches(token, self._publish):
-                return self._identity(Credential.PUBLISH_TOKEN, Access.VIEW, Access.PUBLISH)
-            if matches(token, self._view):
-                extra = (Access.PUBLISH,) if self._publish is None else ()
-                return self._identity(Credential.VIEW_TOKEN, Access.VIEW, *extra)
-            return self._identity(Credential.INVALID)
+            return self.token_identity(token)
         if self.sessions is not None:
-            cookie = connection.cookies.get(COOKIE)
-            if cookie is not None and self.sessions.expiry(cookie) is not None:
-                return self._identity(Credential.SESSION, Access.VIEW)
+            session = self.session(connection)
+            if session is not None:
+                pin = (Access.PIN,) if session.may_pin else ()
+                return self._identity(Credential.SESSION, Access.VIEW, *pin)
             return self._identity(Credential.NONE)
         anonymous = (Access.PUBLISH,) if self._publish is None else ()
         return self._identity(Credential.NONE, Access.VIEW, *anonymous)
 
+    def token_identity(self, token: str) -> Identity:
+        """What the Bearer token ``token`` grants (INVALID when it is none of ours)."""
+        if matches(token, self._publish):
+            return self._identity(Credential.PUBLISH_TOKEN, Access.VIEW, Access.PUBLISH)
+        if matches(token, self._view):
+            extra = (Access.PUBLISH,) if self._publish is None else ()
+            return self._identity(Credential.VIEW_TOKEN, Access.VIEW, *extra)
+        if matches(token, self._pin):
+            return self._identity(Credential.PIN_TOKEN, Access.VIEW, Access.PIN)
+        return self._identity(Credential.INVALID)
+
     def _identity(self, credential: Credential, *grants: Access) -> Identity:
         allowed = {Access.PUBLIC, *grants}
+        if Access.PUBLISH in allowed:
+            allowed.add(Access.PIN)  # whoever may publish may pin
         if self.read_only:
-            allowed.discard(Access.PUBLISH)
+            allowed -= {Access.PUBLISH, Access.PIN}
         return Identity(credential, frozenset(allowed))
 
     def denial(self, connection: HTTPConnection, access: Access) -> Denial | None:
@@ -142,19 +162,28 @@ class AccessPolicy:
         identity = self.identify(connection)
         if access in identity.grants:
             return None
-        if access is Access.PUBLISH and self.read_only:
-            return 403, "this service is read-only: publishing over HTTP is disabled"
+        if access in (Access.PUBLISH, Access.PIN) and self.read_only:
+            return 403, f"this service is read-only: {_VERB[access]} over HTTP is disabled"
         if identity.credential is Credential.INVALID:
             return 401, "the Bearer token is not valid here"
         if identity.credential is Credential.NONE:
             if access is Access.VIEW:
                 return 401, "a view token is required"
+            if access is Access.PIN:
+                return 401, "a publish or pin token is required (Authorization: Bearer <token>)"
             return 401, "a publish token is required (Authorization: Bearer <token>)"
-        return 403, f"this {identity.credential.replace('-', ' ')} does not allow {access}ing"
+        return 403, f"this {identity.credential.replace('-', ' ')} does not allow {_VERB[access]}"
+
+    def session(self, connection: HTTPConnection) -> Session | None:
+        """The request's valid browser session, if it has one."""
+        cookie = connection.cookies.get(COOKIE)
+        if cookie is None or self.sessions is None:
+            return None
+        return self.sessions.parse(cookie)
 
     def token_valid(self, token: str) -> bool:
-        """Whether ``token`` is the view or the publish token."""
-        return matches(token, self._view) or matches(token, self._publish)
+        """Whether ``token`` is the view, publish or pin token."""
+        return any(matches(token, ours) for ours in (self._view, self._publish, self._pin))
 
     def origin_allowed(self, connection: HTTPConnection) -> bool:
         origin = connection.headers.get("origin")

@@ -1,20 +1,27 @@
-"""The ``elog-stream`` command: serve, publish, grab, topics, demo."""
+"""The ``elog-stream`` command: serve, publish, grab, topics, pin, logbook, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime
 import json
 import logging
 import mimetypes
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 from .errors import AlreadyRunningError, ElogError, SettingsError
 from .local import default_data_dir, find_running
-from .publisher import AsyncPublisher, Publisher
+from .logbook import search_words
+from .logbook_export import html_export, zip_export
+from .logbook_store import LogbookStore
+from .publisher import AsyncPublisher, Publisher, redis_url_for
+from .store import TopicStore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +96,32 @@ def _parser() -> argparse.ArgumentParser:
     topics.add_argument("--json", action="store_true", help="print JSON topic objects")
     topics.set_defaults(run=_topics)
 
+    pin = commands.add_parser(
+        "pin", parents=[redis_options], help="pin a topic's image to its experiment's logbook"
+    )
+    pin.add_argument("topic")
+    pin.add_argument("comment", help="plain text kept with the image")
+    pin.add_argument("--seq", type=int, help="the version to pin (default: the current image)")
+    pin.add_argument("--author", help="who pins (default: $ELOG_AUTHOR, else your user name)")
+    pin.set_defaults(run=_pin)
+
+    logbook = commands.add_parser("logbook", help="read or export an experiment's logbook")
+    actions = logbook.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[redis_options], help="list entries, newest first")
+    listing.add_argument("experiment")
+    listing.add_argument("--search", help="only entries holding all these words")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="print JSON entry objects")
+    listing.set_defaults(run=_logbook_list)
+    export = actions.add_parser(
+        "export", parents=[redis_options], help="write the logbook to one HTML or ZIP file"
+    )
+    export.add_argument("experiment")
+    form = export.add_mutually_exclusive_group(required=True)
+    form.add_argument("--html", type=Path, help="one self-contained HTML file (images embedded)")
+    form.add_argument("--zip", type=Path, help="a ZIP of the images and entries.json")
+    export.set_defaults(run=_logbook_export)
+
     demo = commands.add_parser("demo", parents=[redis_options], help="publish moving demo plots")
     demo.add_argument("--count", type=int, help="number of rounds (default: until Ctrl-C)")
     demo.add_argument("--interval", type=float, default=1.0, help="seconds between rounds")
@@ -141,6 +174,73 @@ def _topics(args: argparse.Namespace) -> None:
         return
     for image in images:
         print(f"{image.topic}\t{image.experiment}\tseq {image.seq}\t{image.size} bytes")
+
+
+def _pin(args: argparse.Namespace) -> None:
+    with Publisher(args.redis_url, prefix=args.prefix) as publisher:
+        entry = publisher.pin(args.topic, args.comment, args.seq, author=args.author)
+    print(f"pinned {entry.topic} seq {entry.seq} to the logbook of {entry.experiment}: {entry.id}")
+
+
+@contextlib.asynccontextmanager
+async def _logbook(args: argparse.Namespace) -> AsyncIterator[LogbookStore]:
+    settings = Settings.from_env(redis_url=args.redis_url, prefix=args.prefix)
+    store = TopicStore(redis_url_for(settings), settings)
+    try:
+        yield LogbookStore(store, settings)
+    finally:
+        await store.aclose()
+
+
+def _logbook_list(args: argparse.Namespace) -> None:
+    if not 1 <= args.limit <= 10_000:
+        raise SettingsError(["--limit: expected an integer from 1 to 10000"])
+
+    async def entries() -> list[dict[str, Any]]:
+        async with _logbook(args) as logbook:
+            found: list[dict[str, Any]] = []
+            before = None
+            while len(found) < args.limit:
+                page = await logbook.page(
+                    args.experiment,
+                    before,
+                    min(args.limit - len(found), 200),
+                    search_words(args.search),
+                )
+                found += [entry.as_json() for entry in page.entries]
+                if page.next_before is None:
+                    break
+                before = page.next_before
+            return found
+
+    found = asyncio.run(entries())
+    if args.json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    for entry in found:
+        when = datetime.datetime.fromtimestamp(entry["pinned_at"], datetime.UTC)
+        comment = str(entry["comment"]).splitlines()[0] if entry["comment"] else ""
+        mark = "  [retracted]" if entry["retracted"] else ""
+        print(
+            f"{entry['id']}\t{when:%Y-%m-%d %H:%M:%S}Z\t{entry['author']}\t"
+            f"{entry['topic']} seq {entry['seq']}{mark}\t{comment}"
+        )
+
+
+def _logbook_export(args: argparse.Namespace) -> None:
+    output: Path = args.html or args.zip
+    export = html_export if args.html else zip_export
+
+    async def write() -> int:
+        size = 0
+        async with _logbook(args) as logbook:
+            with output.open("wb") as file:
+                async for chunk in export(logbook, args.experiment):
+                    file.write(chunk)
+                    size += len(chunk)
+        return size
+
+    print(f"{output}: the logbook of {args.experiment}, {asyncio.run(write())} bytes")
 
 
 def _demo(args: argparse.Namespace) -> None:

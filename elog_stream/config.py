@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from .errors import SettingsError
 from .images import DEFAULT_MAX_IMAGE_BYTES
+from .logbook import validate_author
 from .protocol import (
     DEFAULT_HISTORY_BYTES,
     DEFAULT_HISTORY_LENGTH,
@@ -48,7 +49,10 @@ _Token = Annotated[
     Field(repr=False, description=f"a token of at least {MIN_TOKEN_LENGTH} characters"),
 ]
 _List = Annotated[tuple[str, ...], NoDecode]  # from the environment: comma-separated
-_SECRET_FIELDS = frozenset({"view_token", "publish_token"})  # their values are never shown
+# Their values are never shown (a webhook URL may hold a token).
+_SECRET_FIELDS = frozenset(
+    {"view_token", "publish_token", "pin_token", "logbook_webhook"}
+)  # their values are never shown
 
 
 class Settings(BaseSettings):
@@ -91,6 +95,7 @@ class Settings(BaseSettings):
     legacy_scan_interval: _Seconds = 2.0  # between scans for them where notifications are off
     view_token: _Token = None
     publish_token: _Token = None
+    pin_token: _Token = None  # grants viewing and pinning to the logbook
     read_only: bool = Field(False, description="one of 1, true, yes, on, 0, false, no, off")
     allowed_origins: _List = Field((), description="origins, comma-separated")
     publish_rate: float = Field(20.0, gt=0, description="a number > 0 (per second)")
@@ -105,6 +110,11 @@ class Settings(BaseSettings):
     max_bodies_in_flight_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="an integer >= max_image_bytes"
     )
+
+    # Who pins from Python and the CLI (the logbook's author); None: the OS user name.
+    author: str | None = Field(None, description="a name of 1 to 100 characters")
+    # Each new logbook entry is POSTed here (webhook.py); None: not forwarded.
+    logbook_webhook: str | None = Field(None, repr=False, description="an http:// or https:// URL")
 
     # Downscaled previews (GET ...image?max_width=N) kept in memory, all together.
     preview_cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="an integer >= 0")
@@ -162,7 +172,10 @@ class Settings(BaseSettings):
         "experiment",
         "view_token",
         "publish_token",
+        "pin_token",
         "max_rate",
+        "author",
+        "logbook_webhook",
         mode="before",
     )
     @classmethod
@@ -176,12 +189,26 @@ class Settings(BaseSettings):
     def _experiment(cls, value: str | None) -> str | None:
         return None if value is None else validate_experiment(value)
 
+    @field_validator("author")
+    @classmethod
+    def _author(cls, value: str | None) -> str | None:
+        return None if value is None else validate_author(value)
+
+    @field_validator("logbook_webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("expected an http:// or https:// URL with a host")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("view_token", "publish_token")
+    @field_validator("view_token", "publish_token", "pin_token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:

@@ -9,7 +9,9 @@ ElogError
  ├── RequestTimeoutError                       an HTTP request body not sent in time (408)
  ├── ServiceBusyError                          too many request bodies in flight (503)
  ├── TopicNotFoundError    (also LookupError)  no live image for a topic
+ │    └── VersionNotKeptError                  that version of the topic is no longer kept
  ├── CorruptTopicError                         Redis holds data for a topic that is unusable
+ │    └── CorruptEntryError                    ... or a logbook entry or its image
  ├── AlreadyRunningError                       another ``serve`` uses the same data directory
  ├── RedisRefusedError                         Redis answered a command with an error
  └── RedisUnavailableError                     the Redis server cannot be reached
@@ -98,6 +100,15 @@ class TopicNotFoundError(ElogError, LookupError):
         self.topic = topic
 
 
+class VersionNotKeptError(TopicNotFoundError):
+    """The topic's image ``seq`` is no longer kept (or is now another image)."""
+
+    def __init__(self, topic: str, seq: int, reason: str = "is no longer kept") -> None:
+        super().__init__(topic)
+        self.args = (f"image {seq} of topic {topic!r} {reason}",)
+        self.seq = seq
+
+
 class CorruptTopicError(ElogError):
     """Redis holds data for ``topic`` that breaks docs/protocol.md; ``kind`` names the fault.
 
@@ -111,6 +122,15 @@ class CorruptTopicError(ElogError):
         self.topic = topic
         self.kind = kind
         self.reason = reason
+
+
+class CorruptEntryError(CorruptTopicError):
+    """A logbook entry of ``experiment`` (or its image) in Redis breaks docs/protocol.md."""
+
+    def __init__(self, experiment: str, entry_id: str, kind: str, reason: str) -> None:
+        super().__init__(experiment, kind, reason)
+        self.args = (f"logbook entry {entry_id} of {experiment[:200]!r} cannot be used: {reason}",)
+        self.entry_id = entry_id
 
 
 class RedisRefusedError(ElogError):

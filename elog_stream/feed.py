@@ -12,12 +12,13 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from .backoff import Backoff
 from .errors import CorruptTopicError, RedisRefusedError, RedisUnavailableError
 from .hub import Hub
 from .mailbox import LatestWins
-from .protocol import Keepalive
+from .protocol import Keepalive, LogbookNotice
 from .records import TopicImage
 from .stats import Stats
 from .store import Subscription, TopicStore, Version
@@ -58,8 +59,10 @@ class Feed:
         *,
         keepalive_interval: float = 5.0,
         reconcile_interval: float = 30.0,
+        logbook: Callable[[LogbookNotice], None] | None = None,
     ) -> None:
         self._store = store
+        self._logbook = logbook  # told of each logbook notification (must not block)
         self._hub = hub
         self._stats = stats
         self._keepalive_interval = keepalive_interval
@@ -200,6 +203,9 @@ class Feed:
             if isinstance(message, Keepalive):
                 if message.token.startswith(self._token):
                     self._proof = time.monotonic()
+            elif isinstance(message, LogbookNotice):
+                if self._logbook is not None:
+                    self._logbook(message)
             elif message not in self._announced:
                 if len(self._announced) >= MAX_BACKLOG:
                     self._overflow()

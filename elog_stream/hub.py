@@ -57,6 +57,9 @@ Item = TopicImage | Expired
 Pending = tuple[Item, float | None]
 Message = dict[str, object]
 MAX_PENDING_MESSAGES = 32
+# Logbook entries waiting for one viewer (one per entry: a retraction replaces its pin). Pins
+# come at human pace; a viewer this far behind is stuck and about to be closed (4008).
+MAX_PENDING_NOTES = 1000
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class Viewer:
         # told us the seq (resuming a connection).
         self._sent: dict[str, tuple[int, str | None]] = {}
         self._messages: deque[Message] = deque(maxlen=MAX_PENDING_MESSAGES)
+        self._notes: LatestWins[str, Message] = LatestWins(self._ready)
         self._close: Close | None = None
 
     def close(self, close: Close) -> None:
@@ -149,6 +153,14 @@ class Viewer:
         """Queue a control message; it goes out before any pending image."""
         self._messages.append(message)
         self._ready.set()
+
+    def note(self, key: str, message: Message) -> None:
+        """Queue ``message`` after the control messages and before images, replacing a pending
+        one of the same ``key``: never dropped for an image, nor for another key (but beyond
+        MAX_PENDING_NOTES, the oldest goes)."""
+        self._notes.put(key, message)
+        if len(self._notes) > MAX_PENDING_NOTES:
+            self._notes.popleft()
 
     def offer(self, item: Item, installed_at: float | None = None) -> None:
         """Queue ``item``, replacing any older pending item of the same topic. Never blocks.
@@ -173,13 +185,15 @@ class Viewer:
 
         Cancelling is safe: nothing is taken.
         """
-        while not self._pending and not self._messages and self._close is None:
+        while not (self._pending or self._messages or self._notes or self._close):
             self._ready.clear()
             await self._ready.wait()
         if self._close is not None:
             return self._close
         if self._messages:
             return self._messages.popleft()
+        if self._notes:
+            return self._notes.popleft()[1]
         topic, pending = self._pending.popleft()
         item = pending[0]
         if isinstance(item, TopicImage):
@@ -275,6 +289,14 @@ class Hub:
         for viewer in self._viewers:
             viewer.offer(image, installed_at)
         return True
+
+    def note(self, experiment: str, key: str, message: Message) -> None:
+        """Queue ``message`` (about ``experiment``; a logbook entry) for every viewer whose
+        filter takes that experiment (all, when it names none); see ``Viewer.note``."""
+        for viewer in self._viewers:
+            experiments = viewer.filter.experiments
+            if not experiments or experiment in experiments:
+                viewer.note(key, message)
 
     def remove(self, topic: str) -> None:
         """Forget ``topic`` and tell the viewers that had it."""

@@ -12,7 +12,8 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from .auth import COOKIE, Access, AccessPolicy, Credential, needs, root_path
 from .bodies import BodyBudget
 from .config import web_directory
-from .errors import ElogError, RequestTooLargeError
+from .errors import ElogError, InvalidNameError, RequestTooLargeError
+from .logbook import validate_author
 
 _MAX_FORM_BYTES = 4096
 
@@ -38,6 +39,7 @@ class Session(BaseModel):
     credential: Credential
     grants: list[Access]
     expires_at: float | None = None  # of a browser session
+    name: str | None = None  # the name given when logging in (the logbook's author)
 
 
 @router.get("/login", dependencies=needs(Access.PUBLIC))
@@ -49,6 +51,7 @@ async def login_page() -> FileResponse:
 async def login(request: Request, policy: PolicyDep) -> Response:
     """Check the form's token; on success start a session and go to the viewer.
 
+    The optional ``name`` is kept in the session: it signs the logbook entries pinned with it.
     The correct token is always accepted; failures are limited per client address.
     """
     root = root_path(request.scope)
@@ -56,16 +59,23 @@ async def login(request: Request, policy: PolicyDep) -> Response:
     async with bodies.read(request, _MAX_FORM_BYTES, _form_too_large) as body:
         form = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=4)
     token = form.get("token", [""])[0]
+    name = form.get("name", [""])[0].strip() or None
     if policy.sessions is None:  # viewing is open
         return RedirectResponse(f"{root}/", 303)
     if not policy.token_valid(token):
         client = request.client.host if request.client else "unknown"
         failed = "rate" if policy.login_failures.retry_after(client) else "token"
         return RedirectResponse(f"{root}/login?failed={failed}", 303)
+    if name is not None:
+        try:
+            validate_author(name)
+        except InvalidNameError:
+            return RedirectResponse(f"{root}/login?failed=name", 303)
+    may_pin = Access.PIN in policy.token_identity(token).grants
     response = RedirectResponse(f"{root}/", 303)
     response.set_cookie(
         COOKIE,
-        policy.sessions.issue(),
+        policy.sessions.issue(name, may_pin),
         max_age=int(policy.sessions.max_age),
         httponly=True,
         samesite="strict",
@@ -89,15 +99,14 @@ async def logout(request: Request, policy: PolicyDep) -> Response:
 
 @router.get("/api/session", dependencies=needs(Access.VIEW), include_in_schema=True)
 async def session(request: Request, policy: PolicyDep) -> Session:
-    """How this caller is identified: whether access control is on, and what it grants."""
+    """How this caller is identified: whether access control is on, what it grants, and the
+    name given when logging in."""
     identity = policy.identify(request)
-    cookie = request.cookies.get(COOKIE)
-    expires = None
-    if identity.credential is Credential.SESSION and cookie and policy.sessions:
-        expires = policy.sessions.expiry(cookie)
+    session = policy.session(request) if identity.credential is Credential.SESSION else None
     return Session(
         access_control=policy.enabled,
         credential=identity.credential,
         grants=sorted(identity.grants - {Access.PUBLIC}),
-        expires_at=expires,
+        expires_at=None if session is None else session.expires,
+        name=None if session is None else session.name,
     )

@@ -29,6 +29,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _ELOG_KEY = re.compile(r"(?:topic|history|legacy):\{[^{}]*\}\Z")
+ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a logbook entry: its Redis stream id
 
 
 @dataclass(frozen=True)
@@ -468,6 +469,14 @@ class Keepalive:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class LogbookNotice:
+    """A logbook entry was pinned or retracted (docs/protocol.md, "The logbook")."""
+
+    experiment: str
+    id: str
+
+
 class MalformedNotificationError(ValueError):
     """A message on the update channel that is not a notification; ``kind`` says how."""
 
@@ -484,8 +493,8 @@ def encode_keepalive(token: str) -> bytes:
     return json.dumps({"keepalive": token}, separators=(",", ":")).encode()
 
 
-def decode_notification(payload: bytes | str) -> str | Keepalive:
-    """The valid topic named by a notification, or the Keepalive it is.
+def decode_notification(payload: bytes | str) -> str | Keepalive | LogbookNotice:
+    """The valid topic named by a notification, or the Keepalive or LogbookNotice it is.
 
     Raises MalformedNotificationError (kinds ``oversized_notification``,
     ``malformed_notification``, ``invalid_topic``) for anything else; never parses more than
@@ -504,6 +513,16 @@ def decode_notification(payload: bytes | str) -> str | Keepalive:
         ) from None
     if isinstance(message, dict) and isinstance(message.get("keepalive"), str):
         return Keepalive(message["keepalive"])
+    if isinstance(message, dict) and "logbook" in message:
+        experiment, entry_id = message["logbook"], message.get("id")
+        if not (isinstance(entry_id, str) and ENTRY_ID.fullmatch(entry_id)):
+            raise MalformedNotificationError(
+                "malformed_notification", f"logbook notification without an id: {payload!r:.100}"
+            )
+        try:
+            return LogbookNotice(validate_experiment(experiment), entry_id)
+        except InvalidNameError as exc:
+            raise MalformedNotificationError("malformed_notification", str(exc)) from None
     topic = message.get("topic") if isinstance(message, dict) else None
     if not isinstance(topic, str):
         raise MalformedNotificationError(

@@ -35,7 +35,10 @@ from .errors import (
 )
 from .images import Captured, Encoding, Format, capture, encode
 from .local import find_running
+from .logbook import Entry, check_version
+from .logbook_store import LogbookStore
 from .outbox import CLOSE_TIMEOUT, REPLACED, Outbox
+from .pinning import author_of, pin_blocking
 from .protocol import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
@@ -77,7 +80,7 @@ class _Core:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = self.settings.redis_url or _local_url(self.settings) or DEFAULT_REDIS_URL
+        self.url = redis_url_for(self.settings)
         self.shown_url = redact_url(self.url)
 
     def frame(
@@ -114,10 +117,11 @@ class _Core:
         return redis_errors(self.shown_url, topic=topic, write=write)
 
 
-def _local_url(settings: Settings) -> str | None:
-    """The URL of a running local ``elog-stream serve`` (its runtime file), like Jupyter's."""
-    running = find_running(settings.data_dir)
-    return running.url if running else None
+def redis_url_for(settings: Settings) -> str:
+    """``settings.redis_url``, else that of a running local ``elog-stream serve`` (its runtime
+    file, found as Jupyter finds its servers), else DEFAULT_REDIS_URL."""
+    running = None if settings.redis_url else find_running(settings.data_dir)
+    return settings.redis_url or (running.url if running else DEFAULT_REDIS_URL)
 
 
 class Publisher:
@@ -284,6 +288,26 @@ class Publisher:
         with self._core.errors(topic):
             return self._core.read(topic, script(keys=call.keys, args=call.args))
 
+    def pin(
+        self,
+        topic: str,
+        comment: str,
+        seq: int | None = None,
+        *,
+        author: str | None = None,
+        digest: str | None = None,
+    ) -> Entry:
+        """Pin the topic's image ``seq`` (None: its current image) to its experiment's logbook
+        for good, with ``comment`` (plain text), signed ``author`` (default ``$ELOG_AUTHOR``,
+        else the OS user name); return the entry.
+
+        The entry keeps the exact bytes. Raises TopicNotFoundError when the topic has no live
+        image, VersionNotKeptError (a TopicNotFoundError) when ``seq`` is no longer kept or,
+        given ``digest`` (SHA-256 hex), when that version is now another image; InvalidNameError
+        for bad text. Never sent twice: PublishOutcomeUnknownError when unanswered.
+        """
+        return pin_blocking(self, topic, comment, seq, author, digest)
+
     def topics(self) -> list[TopicImage]:
         """The current image of every live topic, sorted by topic name (unusable ones skipped)."""
         keys = self.settings.keys
@@ -376,6 +400,7 @@ class AsyncPublisher:
         )  # fmt: skip
         self._core = _Core(settings)
         self._store = TopicStore(self._core.url, self._core.settings)
+        self._logbook = LogbookStore(self._store, self._core.settings)
         self._retry = RetryBuffer(self._send, retry_buffer) if retry_buffer else None
         self._throttle: Throttle[str, Frame] | None = None
         if settings.max_rate is not None:
@@ -510,6 +535,23 @@ class AsyncPublisher:
             raise TopicNotFoundError(topic)
         return image
 
+    async def pin(
+        self,
+        topic: str,
+        comment: str,
+        seq: int | None = None,
+        *,
+        author: str | None = None,
+        digest: str | None = None,
+    ) -> Entry:
+        """See Publisher.pin."""
+        current = await self.grab(topic)
+        kept: TopicImage | None = current
+        if seq is not None and seq != current.seq:
+            kept = await self._store.history_image(topic, seq)
+        image = check_version(topic, seq, digest, kept)
+        return await self._logbook.pin(image, author_of(self.settings, author), comment)
+
     async def topics(self) -> list[TopicImage]:
         """See Publisher.topics."""
         found = []
@@ -569,19 +611,29 @@ def elogshow(
     *,
     redis_url: str | None = None,
     block: bool = True,
+    pin: str | None = None,
 ) -> int | None:
     """Publish ``figure`` (the current pyplot figure when None) live; use instead of plt.show().
 
     Drop-in for the 2014 ``elog.elogshow``; returns the topic's new sequence number. With
     ``block=False`` the figure is drawn now and sent by a shared background Publisher (see
     Publisher's ``background``), and None is returned; what is queued is sent at exit.
+    ``pin="comment"`` also pins the frame just published to the experiment's logbook (see
+    Publisher.pin); it needs ``block=True`` (ValueError otherwise).
     """
+    if pin is not None and not block:
+        raise ValueError("pin needs block=True: the frame must be stored before it is pinned")
     if figure is None:
         from matplotlib import pyplot
 
         figure = pyplot.gcf()
     publisher = _shared_publisher(redis_url, background=not block)
-    return publisher.publish(topic, experiment, figure, description)
+    seq = publisher.publish(topic, experiment, figure, description)
+    if pin is not None:
+        if seq is None:
+            raise RuntimeError(f"the frame of {topic!r} was held by max_rate: nothing to pin")
+        publisher.pin(topic, pin, seq)
+    return seq
 
 
 def grab(topic: str, *, redis_url: str | None = None) -> TopicImage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .bodies import BodyBudget
@@ -14,10 +14,14 @@ from .feed import Feed
 from .hub import Hub
 from .legacy import LegacyBridge
 from .local import RUNTIME_FILE, LocalRedis
+from .logbook_push import LogbookPush
+from .logbook_store import LogbookStore, check_persistence
 from .previews import Previews
+from .protocol import LogbookNotice
 from .ratelimit import RateLimiter
 from .stats import Stats
 from .store import TopicStore
+from .webhook import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ class Service:
     publish_limiter: RateLimiter
     bodies: BodyBudget
     previews: Previews
+    logbook: LogbookStore
     feed_task: asyncio.Task[None] | None = None  # set once the TaskGroup runs it
 
     def feed_running(self) -> bool:
@@ -43,8 +48,9 @@ class Service:
 async def running_service(settings: Settings, demo: bool = False) -> AsyncIterator[Service]:
     """Start everything the service needs; stop it all on exit, also on error or cancellation.
 
-    Its TaskGroup owns the Feed task, and the demo's and the LegacyBridge's when enabled: they
-    are cancelled and awaited on exit.
+    Its TaskGroup owns the Feed task, the logbook's push and start-up persistence check, and
+    the webhook's, the demo's and the LegacyBridge's when enabled: they are cancelled and
+    awaited on exit.
     With no ``settings.redis_url`` a private server is started and stopped here, so it is
     stopped even when the process exits by a re-raised signal; its data is kept in
     ``settings.data_dir`` (local.py). Raises AlreadyRunningError if another service uses it.
@@ -69,12 +75,23 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
         store = TopicStore(redis_url, settings, stats)
         stack.push_async_callback(store.aclose)
         hub = Hub(stats)
+        logbook = LogbookStore(store, settings, stats)
+        push = LogbookPush(logbook, hub)
+        webhook = None
+        if settings.logbook_webhook is not None:
+            webhook = Webhook(
+                settings.logbook_webhook,
+                logbook,
+                stats,
+                sweep_interval=settings.reconcile_interval,
+            )
         feed = Feed(
             store,
             hub,
             stats,
             keepalive_interval=settings.keepalive_interval,
             reconcile_interval=settings.reconcile_interval,
+            logbook=push.notice if webhook is None else _both(push.notice, webhook.notice),
         )
         service = Service(
             settings,
@@ -85,11 +102,18 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             publish_limiter=RateLimiter(settings.publish_rate, settings.publish_burst),
             bodies=BodyBudget(settings.max_bodies_in_flight_bytes, settings.body_timeout),
             previews=Previews(stats, settings.preview_cache_bytes),
+            logbook=logbook,
         )
         stack.callback(service.previews.close)
         async with asyncio.TaskGroup() as tasks:
             service.feed_task = tasks.create_task(feed.run(), name="elog-feed")
-            owned = [service.feed_task]
+            owned = [
+                service.feed_task,
+                tasks.create_task(push.run(), name="elog-logbook-push"),
+                tasks.create_task(check_persistence(logbook), name="elog-persistence-check"),
+            ]
+            if webhook is not None:
+                owned.append(tasks.create_task(webhook.run(), name="elog-webhook"))
             if demo:
                 from .demo import run_demo
 
@@ -109,3 +133,13 @@ async def running_service(settings: Settings, demo: bool = False) -> AsyncIterat
             finally:
                 for task in owned:
                     task.cancel()
+
+
+def _both(
+    first: Callable[[LogbookNotice], None], second: Callable[[LogbookNotice], None]
+) -> Callable[[LogbookNotice], None]:
+    def tell(notice: LogbookNotice) -> None:
+        first(notice)
+        second(notice)
+
+    return tell

@@ -104,6 +104,16 @@ class Stats:
         self._preview_cache_bytes = Gauge(
             "elog_preview_cache_bytes", "Bytes held by the preview cache.", registry=registry
         )
+        self._webhook_delivered = Counter(
+            "elog_webhook_delivered",
+            "Logbook entries this service forwarded to ELOG_LOGBOOK_WEBHOOK (answered 2xx).",
+            registry=registry,
+        )
+        self._webhook_failures = Counter(
+            "elog_webhook_failures",
+            "Attempts to forward a logbook entry to the webhook that failed (each retried).",
+            registry=registry,
+        )
         self._seen_to_sent = Histogram(
             "elog_seen_to_sent_seconds",
             "Seconds from an image's installation into the hub to its bytes handed to a "
@@ -167,6 +177,12 @@ class Stats:
         for name in LEGACY_MODES:
             self._legacy_mode.labels(mode=name).set(1 if name == mode else 0)
 
+    def webhook_delivered(self) -> None:
+        self._webhook_delivered.inc()
+
+    def webhook_failed(self) -> None:
+        self._webhook_failures.inc()
+
     def exposition(self) -> bytes:
         """The Prometheus text format (``CONTENT_TYPE``) of every metric."""
         return generate_latest(self.registry)
@@ -195,6 +211,8 @@ class Stats:
             "previews_made": int(value("elog_previews_made_total") or 0),
             "previews_refused": int(value("elog_previews_refused_total") or 0),
             "preview_cache_bytes": int(value("elog_preview_cache_bytes") or 0),
+            "webhook_delivered": int(value("elog_webhook_delivered_total") or 0),
+            "webhook_failures": int(value("elog_webhook_failures_total") or 0),
             "legacy_published": int(value("elog_legacy_published_total") or 0),
             "legacy_refused": _by_label(self._legacy_refused, "kind"),
             "legacy_mode": next(

@@ -44,6 +44,7 @@ from .protocol import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     Keepalive,
+    LogbookNotice,
     MalformedNotificationError,
     PublishCall,
     ScriptCall,
@@ -274,6 +275,11 @@ class TopicStore:
         with self._refused(topic):
             reply = await self._script(call, topic)
             return parse_history_image(topic, seq, reply, self._max_image_bytes)
+
+    async def lend(self) -> AsyncClient:
+        """The client, lent to the logbook's operations (logbook_store.py), which translate
+        its errors with ``errors.redis_errors``; the store keeps owning (and closes) it."""
+        return await self._redis()
 
     async def ping(self) -> None:
         client = await self._redis()
@@ -540,8 +546,9 @@ class Subscription:
         self._url = url
         self._report = report
 
-    async def receive(self) -> str | Keepalive:
-        """The next valid topic name or Keepalive; anything else is counted and skipped.
+    async def receive(self) -> str | Keepalive | LogbookNotice:
+        """The next valid topic name, Keepalive or LogbookNotice; anything else is counted
+        and skipped.
 
         Raises RedisUnavailableError when the connection is lost. Cancelling is safe.
         """
