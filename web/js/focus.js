@@ -143,10 +143,11 @@ export class FocusView {
     return { topic: this.topic, experiment, seq, digest, live: this.#scrubber.following };
   }
 
-  /** Offer "Pin to logbook" (the service grants this page the right to pin). */
+  /** Offer "Pin to logbook" or not (whether the service lets this page pin). */
   allowPin(allowed) {
     this.#mayPin = allowed;
     this.#el.pin.hidden = !allowed;
+    this.#root.dataset.pin = allowed ? 'allowed' : 'refused';
   }
 
   /** The version shown when it is not the newest (for the URL), else null. */

@@ -57,7 +57,7 @@ $('live-link').href = viewerHref({ experiment });
 themeButton($('theme'));
 session().then((answer) => {
   $('logout').hidden = answer?.credential !== 'session';
-  root.toggleAttribute('data-may-pin', Boolean(answer?.grants?.includes('pin')));
+  root.dataset.pin = answer?.grants?.includes('pin') ? 'allowed' : 'refused';
 });
 
 const filter = new Filter(experiment);

@@ -185,13 +185,19 @@ export class EntryList {
     return this.#items.get(id)?.item;
   }
 
-  /** Add `entry`, or redraw it when its id is here (a retraction); returns its element. */
+  /**
+   * Add `entry`, or redraw it when its id is here and it changed (a retraction); returns its
+   * element. A redrawn entry keeps the keyboard focus if it had it.
+   */
   upsert(entry, { fresh = false } = {}) {
     const old = this.#items.get(entry.id);
+    if (old && JSON.stringify(old.entry) === JSON.stringify(entry)) return old.item;
     const item = entryElement(entry, this.#onRetract);
     this.#items.set(entry.id, { entry, item });
     if (old) {
+      const focused = old.item.contains(document.activeElement);
       old.item.replaceWith(item);
+      if (focused) item.focus({ preventScroll: true });
     } else {
       // After the last newer one: from the end, as older pages append and live entries are
       // few.
