@@ -308,13 +308,16 @@ export class FocusView {
     return true;
   }
 
-  /** "Pin to logbook" names the version it pins when it is not the newest (scrolled back). */
+  /**
+   * "Pin to logbook" names the version it pins when it is not the newest (scrolled back). On a
+   * phone " to logbook" is left out (style.css), so the focus view's bar keeps its height.
+   */
   #showPin() {
     const shown = this.shown;
     const pin = this.#el.pin;
     pin.disabled = !shown;
-    const label = shown && !shown.live ? `Pin #${shown.seq} to logbook` : 'Pin to logbook';
-    if (pin.textContent !== label) pin.textContent = label;
+    const label = shown && !shown.live ? `Pin #${shown.seq}` : 'Pin';
+    if (pin.firstChild.textContent !== label) pin.firstChild.textContent = label;
     pin.title = shown
       ? `Keep update #${shown.seq}, as shown, in the logbook of ${shown.experiment} (P)`
       : '';

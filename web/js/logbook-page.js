@@ -50,6 +50,8 @@ const linkedList = new EntryList(part('linked-list'), { onRetract: retract });
 let token = 0; // bumped by each new search: answers to an older one are dropped
 let next = null; // the URL of the page of older entries, null when there is none
 let loaded = false; // the first page of the current search is in
+let loading = false; // that page is being fetched
+let behind = false; // the socket (re)connected meanwhile: fetch it again once it is in
 
 // --- the page around it: header, theme, log out, connection ------------------------------
 
@@ -156,10 +158,12 @@ async function load() {
   ui.older.hidden = true;
   say('Loading…');
   let body;
+  loading = true;
   try {
     body = await getJson(logbookUrl(experiment, view.q));
   } catch (error) {
     if (mine !== token) return;
+    loading = false;
     say(
       error.status === 404
         ? `No logbook for ${experiment}.`
@@ -168,11 +172,13 @@ async function load() {
     return;
   }
   if (mine !== token) return;
+  loading = false;
   for (const entry of entriesOf(body)) list.upsert(entry);
   next = nextOf(body);
   loaded = true;
   showCount();
   showLinked({ scroll: true });
+  if (behind) caughtUp(); // the page may have been read before the socket listened
 }
 
 /** The next page of older entries. */
@@ -204,7 +210,12 @@ async function caughtUp() {
     loadIndex();
     return;
   }
-  if (!loaded) return; // the first load is under way, and newer than the socket's start
+  if (!loaded) {
+    if (loading) behind = true;
+    else load(); // the first attempt failed: the service answers again
+    return;
+  }
+  behind = false;
   const mine = token;
   try {
     const body = await getJson(logbookUrl(experiment, view.q));

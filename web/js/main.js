@@ -409,7 +409,8 @@ function render() {
   const fresh = arrangement.freshCount;
   ui.newTopics.hidden = fresh === 0;
   ui.newTopics.textContent = `${fresh} new ${fresh === 1 ? 'topic' : 'topics'} — sort in`;
-  ui.logbook.href = logbookHref(filter.experiment);
+  const logbook = logbookHref(filter.experiment);
+  if (ui.logbook.getAttribute('href') !== logbook) ui.logbook.href = logbook;
   const title = focus.topic ?? filter.experiment;
   document.title = title ? `${title} — elog-stream` : 'elog-stream';
 }
