@@ -5,9 +5,9 @@
 
 import { getJson, getJsonAndHeaders } from './api.js';
 import { Compare } from './compare.js';
-import { dialogOpen } from './modal.js';
 import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { altText } from './grid.js';
+import { dialogOpen } from './modal.js';
 import { BY_USER, GONE, Scrubber, historyLimits } from './scrubber.js';
 import { historyImageUrl, historyUrl, imageUrl, topicUrl } from './urls.js';
 import { ACTUAL, FIT, Zoom } from './zoom.js';

@@ -275,34 +275,40 @@ function showCount() {
 
 // --- the entry the URL names ----------------------------------------------------------------
 
-let linkedToken = 0;
+let revealWanted = false; // bring the entry into view and focus once it is shown
+let fetching = ''; // the id of the linked entry being fetched
 
 /**
- * Mark the entry the URL names in the list and bring it into view; when it is not among those
- * loaded (older, or outside the search), fetch it and show it above the list.
+ * Mark the entry the URL names in the list; when it is not among those loaded (older, or
+ * outside the search), fetch it and show it above the list. `scroll`: bring it into view and
+ * give it the keyboard focus once it is shown (a link was followed).
  */
 async function showLinked({ scroll }) {
+  if (scroll) revealWanted = true;
   const id = entryId(view.entry);
-  const mine = ++linkedToken;
   const item = list.mark(id);
   linkedList.mark(id);
   if (!id || item) {
     linkedList.clear();
     ui.linked.hidden = true;
-    if (item && scroll) reveal(item);
+    if (item) reveal(item);
+    revealWanted = false;
     if (view.entry && !id) say(`“${view.entry}” is not an entry of a logbook.`);
     return;
   }
   if (linkedList.has(id)) {
     ui.linked.hidden = false;
-    if (scroll) reveal(linkedList.item(id));
+    reveal(linkedList.item(id));
     return;
   }
+  if (fetching === id) return; // its answer shows it
+  fetching = id;
   let entry;
   try {
     entry = parseEntry(await getJson(logbookEntryUrl(experiment, id)));
   } catch (error) {
-    if (mine !== linkedToken) return;
+    if (fetching !== id) return;
+    fetching = '';
     say(
       error.status === 404
         ? `Entry ${id} is not in the logbook of ${experiment}.`
@@ -310,15 +316,20 @@ async function showLinked({ scroll }) {
     );
     return;
   }
-  if (mine !== linkedToken || !entry) return;
-  linkedList.clear();
-  linkedList.upsert(entry);
-  linkedList.mark(id);
-  ui.linked.hidden = false;
-  if (scroll) reveal(linkedList.item(id));
+  if (fetching !== id) return; // another entry was asked for since
+  fetching = '';
+  if (!entry || entry.id !== entryId(view.entry)) return;
+  if (!list.has(id)) {
+    linkedList.clear();
+    linkedList.upsert(entry);
+  }
+  showLinked({ scroll: false }); // shows it where it is now
 }
 
+/** Scroll `item` into view and focus it, if a link asked for that. */
 function reveal(item) {
+  if (!revealWanted) return;
+  revealWanted = false;
   item.scrollIntoView({ block: 'center' });
   item.focus({ preventScroll: true });
 }
