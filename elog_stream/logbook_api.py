@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -35,7 +35,7 @@ from .logbook import (
     validate_comment,
 )
 from .logbook_export import html_export, zip_export
-from .protocol import ENTRY_ID, validate_topic
+from .protocol import ENTRY_ID, MAX_NAME_LENGTH, validate_topic
 from .records import TopicImage
 from .service import Service
 
@@ -47,12 +47,29 @@ class _ExperimentConvertor(PathConvertor):
     regex = "(?s:.+)"
 
 
+class _WholeExperimentConvertor(PathConvertor):
+    # An experiment at the end of the path: never one that reaches into the routes below it,
+    # so that ".../entries/0/image" is a 404, not the page of experiment "x/entries/0/image".
+    regex = r"(?s:(?!.*/entries/)(?!.*/export\.(?:html|zip)$).+)"
+
+
 class _EntryIdConvertor(PathConvertor):
-    regex = ENTRY_ID.pattern
+    regex = "[^/]+"  # checked by EntryId: a bad one is a 422, not a 404 or 405
 
 
 register_url_convertor("experiment", _ExperimentConvertor())
+register_url_convertor("whole_experiment", _WholeExperimentConvertor())
 register_url_convertor("entry_id", _EntryIdConvertor())
+EntryId = Annotated[str, Path(pattern=f"^{ENTRY_ID.pattern}$", description="a stream id")]
+Experiment = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f{}]+$",
+        description="an experiment name (no control characters, no braces)",
+    ),
+]
 
 router = APIRouter()
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -140,7 +157,9 @@ async def _body(request: Request, service: Service, model: type[Body]) -> Body:
         try:
             return model.model_validate_json(body)
         except ValidationError as exc:
-            raise RequestValidationError(exc.errors(include_url=False)) from None
+            raise RequestValidationError(
+                exc.errors(include_url=False, include_input=False)
+            ) from None
 
 
 def _author(request: Request, given: str | None) -> str:
@@ -216,8 +235,8 @@ async def _entry(service: Service, experiment: str, entry_id: str) -> Entry:
     dependencies=needs(Access.VIEW),
 )
 async def entry_image(
-    experiment: str,
-    entry_id: str,
+    experiment: Experiment,
+    entry_id: EntryId,
     request: Request,
     service: ServiceDep,
     max_width: MaxWidth = None,
@@ -245,7 +264,7 @@ async def entry_image(
     openapi_extra=_body_schema(RetractRequest),
 )
 async def retract(
-    experiment: str, entry_id: str, request: Request, service: ServiceDep
+    experiment: Experiment, entry_id: EntryId, request: Request, service: ServiceDep
 ) -> LogbookEntry:
     """Mark an entry retracted, saying who and why; it stays readable. 409 if it already is."""
     check_publish_rate(request, service)
@@ -266,7 +285,7 @@ async def retract(
     responses=READ_ERRORS,
     dependencies=needs(Access.VIEW),
 )
-async def entry(experiment: str, entry_id: str, service: ServiceDep) -> LogbookEntry:
+async def entry(experiment: Experiment, entry_id: EntryId, service: ServiceDep) -> LogbookEntry:
     """One entry of an experiment's logbook."""
     return _model(await _entry(service, experiment, entry_id))
 
@@ -289,7 +308,7 @@ def _export(
     responses={200: {"content": {"text/html": {}}}, 422: {}, 503: {}},
     dependencies=needs(Access.VIEW),
 )
-async def export_html(experiment: str, service: ServiceDep) -> StreamingResponse:
+async def export_html(experiment: Experiment, service: ServiceDep) -> StreamingResponse:
     """The experiment's logbook as one self-contained HTML file (images embedded as data:
     URLs, all text escaped, retracted entries marked), streamed."""
     logbook_experiment(experiment)
@@ -303,19 +322,19 @@ async def export_html(experiment: str, service: ServiceDep) -> StreamingResponse
     responses={200: {"content": {"application/zip": {}}}, 422: {}, 503: {}},
     dependencies=needs(Access.VIEW),
 )
-async def export_zip(experiment: str, service: ServiceDep) -> StreamingResponse:
+async def export_zip(experiment: Experiment, service: ServiceDep) -> StreamingResponse:
     """The experiment's logbook as a ZIP: ``images/<sha256>.<ext>`` and ``entries.json``."""
     logbook_experiment(experiment)
     return _export(experiment, zip_export(service.logbook, experiment), "application/zip", "zip")
 
 
 @router.get(
-    "/api/logbook/{experiment:experiment}",
+    "/api/logbook/{experiment:whole_experiment}",
     responses={422: {}, **READ_ERRORS},
     dependencies=needs(Access.VIEW),
 )
 async def logbook_page(
-    experiment: str,
+    experiment: Experiment,
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     before: Annotated[

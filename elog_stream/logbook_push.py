@@ -16,6 +16,7 @@ from .hub import Hub
 from .logbook_store import LogbookStore
 from .mailbox import LatestWins
 from .protocol import LogbookNotice
+from .throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class LogbookPush:
         # Each announcement gets a token of its own, so one that comes while the entry is
         # being read (a retraction right after the pin) is read again.
         self._waiting: LatestWins[LogbookNotice, object] = LatestWins()
+        self._log = ThrottledLog(log)
 
     def notice(self, notice: LogbookNotice) -> None:
         """Announce an entry (from the Feed). Never blocks."""

@@ -21,30 +21,26 @@ from .backoff import Backoff
 from .config import Settings
 from .errors import (
     CorruptEntryError,
+    CorruptTopicError,
     InvalidNameError,
     RedisRefusedError,
     RedisUnavailableError,
     redis_errors,
 )
 from .logbook import (
-    IMAGE_SCRIPT,
     MAX_PAGE,
-    PIN_SCRIPT,
-    READ_SCRIPT,
-    RETRACT_SCRIPT,
     WEBHOOK_GROUP,
     Entry,
     LogbookKeys,
-    UnexpectedLogbookReplyError,
     entry_id_reply,
     image_call,
     logbook_experiment,
-    parse_entries,
-    parse_image,
     pin_call,
     read_call,
     retract_call,
 )
+from .logbook_records import UnexpectedLogbookReplyError, parse_entries, parse_image
+from .logbook_scripts import IMAGE_SCRIPT, PIN_SCRIPT, READ_SCRIPT, RETRACT_SCRIPT
 from .protocol import ScriptCall
 from .records import TopicImage
 from .stats import Stats
@@ -184,7 +180,7 @@ class LogbookStore:
                     latest = await self._read(experiment, read_call(self.keys, experiment))
                     with self._errors(experiment):
                         count = await client.xlen(self.keys.stream(experiment))
-            except CorruptEntryError:
+            except CorruptTopicError:
                 continue  # counted and logged
             if not latest:
                 continue
@@ -344,12 +340,13 @@ async def check_persistence(logbook: LogbookStore) -> None:
         except RedisUnavailableError:
             await asyncio.sleep(backoff.next_delay())
             continue
-        except RedisRefusedError as exc:
+        except Exception as exc:  # refused (CONFIG renamed, ACL...), or anything unexpected
+            reason = exc.reason if isinstance(exc, RedisRefusedError) else repr(exc)
             log.warning(
                 "could not check whether Redis at %s keeps its data on disk (%s): the logbook "
                 "needs persistence (AOF or RDB snapshots), or it is lost when Redis restarts",
                 logbook.url,
-                exc.reason,
+                reason,
             )
             return
         if problem is None:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 from .config import Settings
 from .errors import RedisUnavailableError, redis_errors
 from .logbook import (
-    PIN_SCRIPT,
     Entry,
     LogbookKeys,
     check_version,
     entry_id_reply,
     pin_call,
 )
+from .logbook_scripts import PIN_SCRIPT
 from .protocol import READ_SCRIPT, history_image_call, validate_topic
 from .records import TopicImage, parse_history_image
 

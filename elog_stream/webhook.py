@@ -70,19 +70,21 @@ class Webhook:
         self._waiting.put(notice.experiment, None)
 
     async def run(self) -> None:
-        """Deliver until cancelled; Redis failures are retried with backoff."""
+        """Deliver until cancelled; never returns or raises anything else. Redis failures
+        (and bugs, logged with their traceback) start it again after a backoff."""
         backoff = Backoff(cap=30.0)
         async with httpx.AsyncClient(timeout=POST_TIMEOUT) as client:
             while True:
                 try:
                     await self._deliver_all(client)
-                    return  # not reached: _deliver_all runs until cancelled
                 except (RedisUnavailableError, RedisRefusedError) as exc:
-                    delay = backoff.next_delay()
-                    self._log.warning("redis", "", f"webhook: {exc}; retrying in {delay:.1f} s")
-                    await asyncio.sleep(delay)
+                    self._log.warning("redis", "", f"webhook: {exc}")
+                except Exception as exc:  # a bug: log it and go on
+                    self._log.log(logging.ERROR, "crash", "", "webhook failed", exc)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _deliver_all(self, client: httpx.AsyncClient) -> None:
+        """Deliver entries as they are announced, and sweep, until something fails."""
         self._since = await self._logbook.webhook_since(time.time())
         swept = -self._sweep_interval
         while True:

@@ -112,8 +112,14 @@ async def test_login_form_sets_a_session_cookie(guarded: RunningService) -> None
         "a view token is required",
     )
     # A forged or altered cookie is no session either.
-    ident, expires, mac = httpx.post(url + "login", data={"token": VIEW}).cookies[COOKIE].split(".")
-    for forged in (f"{ident}.{int(expires) + 10**6}.{mac}", f"{ident}.{expires}.{'0' * 64}"):
+    cookie = httpx.post(url + "login", data={"token": VIEW, "name": "Ada"}).cookies[COOKIE]
+    ident, expires, flags, name, mac = cookie.split(".")
+    for forged in (
+        f"{ident}.{int(expires) + 10**6}.{flags}.{name}.{mac}",
+        f"{ident}.{expires}.{flags}.{name}.{'0' * 64}",
+        f"{ident}.{expires}.p.{name}.{mac}",  # claiming it may pin
+        f"{ident}.{expires}.{flags}.Qm9i.{mac}",  # another name
+    ):
         assert httpx.get(url + "api/topics", cookies={COOKIE: forged}).status_code == 401
 
 

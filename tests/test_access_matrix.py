@@ -27,15 +27,18 @@ from elog_stream.config import Settings, web_directory
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 VIEW = "view-token-for-the-matrix"
 PUBLISH = "publish-token-for-the-matrix"
+PIN = "pin-token-for-the-matrix"
 SETTINGS = {  # the rows of the documented grants table
     "nothing set": {},
     "`ELOG_VIEW_TOKEN`": {"view_token": VIEW},
     "`ELOG_PUBLISH_TOKEN`": {"publish_token": PUBLISH},
     "both": {"view_token": VIEW, "publish_token": PUBLISH},
+    "`ELOG_PIN_TOKEN`": {"pin_token": PIN},
+    "all three": {"view_token": VIEW, "publish_token": PUBLISH, "pin_token": PIN},
     "`ELOG_READ_ONLY=1`": {"read_only": True},
 }
-CREDENTIALS = ("no credential", "view token", "publish token", "browser session")
-EXAMPLE = {"topic": "matrix/a", "seq": "1"}
+CREDENTIALS = ("no credential", "view token", "publish token", "pin token", "browser session")
+EXAMPLE = {"topic": "matrix/a", "seq": "1", "experiment": "e", "entry_id": "1-0"}
 
 
 def documented_routes() -> dict[tuple[str, str], str]:
@@ -113,7 +116,7 @@ def expected_status(
     grants = set() if cell in ("nothing", "invalid") else set(cell.split(", "))
     if need == "public" or need in grants:
         return None
-    if need == "publish" and read_only:
+    if need in ("publish", "pin") and read_only:
         return 403
     return 403 if counts else 401
 
@@ -132,6 +135,8 @@ def credential_headers(credential: str, service: RunningService) -> dict[str, st
         return {"Authorization": f"Bearer {VIEW}"}
     if credential == "publish token":
         return {"Authorization": f"Bearer {PUBLISH}"}
+    if credential == "pin token":
+        return {"Authorization": f"Bearer {PIN}"}
     if credential == "browser session":
         login = httpx.post(service.url + "login", data={"token": VIEW})
         assert login.status_code == 303
@@ -157,7 +162,7 @@ def test_the_documented_tables_cover_every_route(settings: Settings) -> None:
     served = {(method, path) for method, _, path in app_routes(settings)}
     for method, path in served:
         need = needed(documented, method, path)
-        assert need in ("public", "view", "publish"), (method, path, need)
+        assert need in ("public", "view", "pin", "publish"), (method, path, need)
     stale = {
         (method, path)
         for method, path in documented
