@@ -48,6 +48,8 @@ CLOSE_FORBIDDEN = 4403
 
 # The viewer's files that the login page needs; every other file needs viewing.
 PUBLIC_FILES = frozenset({"/style.css", "/favicon.svg", "/js/login.js", "/js/theme.js"})
+# The viewer's pages (the live figures, the logbook): the unidentified go to the login page.
+PAGES = frozenset({"/", "/index.html", "/logbook.html"})
 
 _SCOPE_KEY = "elog.identity"
 
@@ -245,7 +247,7 @@ class ViewerFiles(StaticFiles):
             denial = policy.denial(HTTPConnection(scope), Access.VIEW)
             if denial is not None:
                 response: Response
-                if denial[0] == 401 and path in ("/", "/index.html"):
+                if denial[0] == 401 and path in PAGES:
                     response = RedirectResponse(root_path(scope) + "/login", 303)
                 else:
                     headers = {"WWW-Authenticate": "Bearer"} if denial[0] == 401 else None

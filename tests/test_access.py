@@ -68,8 +68,9 @@ async def test_view_token_guards_api_images_and_websocket(
     for probe in ("healthz", "readyz"):  # public, for orchestrators and load balancers
         assert httpx.get(url + probe).status_code == 200
 
-    page = httpx.get(url)
-    assert page.status_code == 303 and page.headers["location"] == "/login"
+    for page in ("", "index.html", "logbook.html?experiment=e"):  # the viewer's pages
+        response = httpx.get(url + page)
+        assert response.status_code == 303 and response.headers["location"] == "/login", page
 
     assert await closed_with(guarded.ws_url) == (4401, "a view token is required")
     async with connect(guarded.ws_url, additional_headers=bearer(VIEW)) as ws:

@@ -33,3 +33,22 @@ def open_viewer(new_page, url: str, count: int, **options: object) -> Page:
     expect(page.locator("#status-text")).to_have_text("Live")
     expect_grid(page, count)
     return page
+
+
+def entries(page: Page) -> Locator:
+    """The entries of the logbook page's list, newest first."""
+    return page.locator('[data-logbook="entries"] > li.entry')
+
+
+def entry(page: Page, entry_id: str) -> Locator:
+    """The element of the logbook entry ``entry_id`` in the logbook page's list."""
+    return page.locator(f'[data-logbook="entries"] > li.entry[data-id="{entry_id}"]')
+
+
+def open_logbook(new_page, url: str, count: int, **options: object) -> Page:
+    """A new page on the logbook page at ``url``, live, listing ``count`` entries."""
+    page = new_page(**options)
+    page.goto(url)
+    expect(page.locator("#status-text")).to_have_text("Live")
+    expect(entries(page)).to_have_count(count)
+    return page

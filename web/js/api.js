@@ -3,9 +3,11 @@
 import { loginUrl } from './urls.js';
 
 export class HttpError extends Error {
-  constructor(status) {
-    super(`HTTP ${status}`);
+  /** `detail`: the service's own explanation ({"detail": "..."}), '' when it gave none. */
+  constructor(status, detail = '') {
+    super(detail ? `HTTP ${status}: ${detail}` : `HTTP ${status}`);
     this.status = status;
+    this.detail = detail;
   }
 }
 
@@ -22,6 +24,39 @@ export async function getJson(url) {
 export async function getJsonAndHeaders(url) {
   const response = await fetch(url, { headers: { Accept: 'application/json' } });
   if (response.status === 401) goToLogin();
-  if (!response.ok) throw new HttpError(response.status);
+  if (!response.ok) throw new HttpError(response.status, await detailOf(response));
   return { body: await response.json(), headers: response.headers };
+}
+
+/**
+ * POST `body` as JSON to `url`; the parsed JSON answer. Any status but 2xx throws HttpError
+ * with the service's reason, also 401 (publishing may need a token a login does not give).
+ */
+export async function postJson(url, body) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new HttpError(response.status, await detailOf(response));
+  return response.json();
+}
+
+/** The text of an error answer's `detail`: a string, or FastAPI's list of field errors. */
+async function detailOf(response) {
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    return '';
+  }
+  const detail = body?.detail;
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) {
+    return detail
+      .map((item) => (typeof item?.msg === 'string' ? item.msg : ''))
+      .filter(Boolean)
+      .join('; ');
+  }
+  return '';
 }

@@ -4,17 +4,13 @@
 // in the order they came, at the very end, until the user sorts them in. So no card on screen
 // ever moves by itself: only pinning, grouping or "sort in" rearrange the grid.
 
+import { element } from './dom.js';
+import { logbookHref } from './urls.js';
+
 const PINNED = 'pinned';
 const ALL = 'all';
 const NEW = 'new';
 const GROUP = 'group:';
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** Sections' order: pinned, the topics (by experiment name), new. */
 function rank(key) {
@@ -194,6 +190,13 @@ export class Arrangement {
     const count = element('span', 'group-count');
     heading.append(name, count);
     head.append(heading);
+    if (key.startsWith(GROUP)) {
+      const experiment = key.slice(GROUP.length);
+      const logbook = element('a', 'group-logbook', 'Logbook');
+      logbook.href = logbookHref(experiment);
+      logbook.setAttribute('aria-label', `Logbook of ${this.#label(key)}`);
+      head.append(logbook);
+    }
     if (key === NEW) {
       const button = element('button', 'button', 'Sort into place');
       button.type = 'button';

@@ -1,11 +1,13 @@
 // The focus view: one topic large, with its full description, metadata, a download link and
 // a scrubber through the versions the server keeps; zoom and pan (zoom.js), full screen, a
-// collapsible details panel, and a comparison with another topic or version (compare.js).
+// collapsible details panel, a comparison with another topic or version (compare.js), and
+// "Pin to logbook" for the version on screen (pin.js).
 
 import { getJson, getJsonAndHeaders } from './api.js';
 import { Compare } from './compare.js';
 import { ago, bytes, downloadName, isoTime, localTime } from './format.js';
 import { altText } from './grid.js';
+import { dialogOpen } from './modal.js';
 import { BY_USER, GONE, Scrubber, historyLimits } from './scrubber.js';
 import { historyImageUrl, historyUrl, imageUrl, topicUrl } from './urls.js';
 import { ACTUAL, FIT, Zoom } from './zoom.js';
@@ -28,6 +30,8 @@ export class FocusView {
   #zoom; // side A's
   #compare;
   #onViewChange;
+  #onPin;
+  #mayPin = false;
   #token = 0; // bumped by open and close: answers for a previous topic are dropped
   #swapToken = 0; // bumped by every swap: only the latest image reaches the screen
   #wanted = null; // seq of the image being swapped in, or on screen
@@ -50,11 +54,16 @@ export class FocusView {
    * `root` is the focus <section>; `onClose()` is called by its back button; `cardFor(topic)`
    * is the grid's card of a topic, `topicsFor()` the topics it holds; `onViewChange()` is
    * called when what the URL says of the view changes: what is compared and how, and the
-   * version shown (`pinnedSeq`).
+   * version shown (`pinnedSeq`); `onPin(shown)` by "Pin to logbook", with the version on
+   * screen (see `shown`).
    */
-  constructor(root, { onClose, cardFor = () => undefined, topicsFor = () => [], onViewChange }) {
+  constructor(
+    root,
+    { onClose, cardFor = () => undefined, topicsFor = () => [], onViewChange, onPin },
+  ) {
     this.#root = root;
     this.#onViewChange = onViewChange ?? (() => {});
+    this.#onPin = onPin ?? (() => {});
     const $ = (selector) => root.querySelector(selector);
     this.#el = {
       title: $('[data-focus=topic]'),
@@ -68,6 +77,7 @@ export class FocusView {
       actual: $('[data-zoom=actual]'),
       fullscreen: $('[data-zoom=fullscreen]'),
       download: $('[data-focus=download]'),
+      pin: $('[data-focus=pin]'),
       description: $('[data-focus=description]'),
       experiment: $('[data-focus=experiment]'),
       seq: $('[data-focus=seq]'),
@@ -98,6 +108,7 @@ export class FocusView {
     $('[data-zoom=in]').addEventListener('click', () => this.#zoom.zoomBy(ZOOM_STEP));
     $('[data-zoom=out]').addEventListener('click', () => this.#zoom.zoomBy(1 / ZOOM_STEP));
     this.#el.fullscreen.addEventListener('click', () => this.#toggleFullscreen());
+    this.#el.pin.addEventListener('click', () => this.#pin());
     this.#el.fullscreen.hidden = !document.fullscreenEnabled;
     document.addEventListener('fullscreenchange', () => this.#showZoom());
     this.#el.details.addEventListener('click', () => {
@@ -122,6 +133,21 @@ export class FocusView {
 
   get isOpen() {
     return this.topic !== null;
+  }
+
+  /** The version on screen, {topic, experiment, seq, digest, live}; null while none is. */
+  get shown() {
+    const header = this.#header;
+    if (!this.isOpen || !header) return null;
+    const { experiment, seq, digest } = header;
+    return { topic: this.topic, experiment, seq, digest, live: this.#scrubber.following };
+  }
+
+  /** Offer "Pin to logbook" or not (whether the service lets this page pin). */
+  allowPin(allowed) {
+    this.#mayPin = allowed;
+    this.#el.pin.hidden = !allowed;
+    this.#root.dataset.pin = allowed ? 'allowed' : 'refused';
   }
 
   /** The version shown when it is not the newest (for the URL), else null. */
@@ -171,6 +197,7 @@ export class FocusView {
     this.#liveLoading = false;
     this.#nextLive = null;
     this.#header = null;
+    this.#showPin();
     this.#card = null;
     this.#pinned = null;
     this.#historyAgain = false;
@@ -235,7 +262,7 @@ export class FocusView {
   }
 
   #key(event) {
-    if (!this.isOpen || event.defaultPrevented) return;
+    if (!this.isOpen || event.defaultPrevented || dialogOpen()) return;
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     if (event.key === 'Escape' && document.fullscreenElement) {
       // Esc leaves full screen first (browsers do it themselves; this covers the others).
@@ -258,6 +285,7 @@ export class FocusView {
       '=': () => zoom.zoomBy(ZOOM_STEP),
       '-': () => zoom.zoomBy(1 / ZOOM_STEP),
       b: () => this.#compare.flip(),
+      p: () => this.#pin(),
     };
     const action = actions[event.key.length === 1 ? event.key.toLowerCase() : ''];
     const delta = event.shiftKey ? 0 : ({ ArrowLeft: -1, ArrowRight: 1 }[event.key] ?? 0);
@@ -269,6 +297,30 @@ export class FocusView {
       return;
     }
     event.preventDefault();
+  }
+
+  /** Pin the version on screen (false when none is: the key keeps its meaning). */
+  #pin() {
+    const shown = this.shown;
+    if (!shown || !this.#mayPin) return false;
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    this.#onPin(shown);
+    return true;
+  }
+
+  /**
+   * "Pin to logbook" names the version it pins when it is not the newest (scrolled back). On a
+   * phone " to logbook" is left out (style.css), so the focus view's bar keeps its height.
+   */
+  #showPin() {
+    const shown = this.shown;
+    const pin = this.#el.pin;
+    pin.disabled = !shown;
+    const label = shown && !shown.live ? `Pin #${shown.seq}` : 'Pin';
+    if (pin.firstChild.textContent !== label) pin.firstChild.textContent = label;
+    pin.title = shown
+      ? `Keep update #${shown.seq}, as shown, in the logbook of ${shown.experiment} (P)`
+      : '';
   }
 
   /** Full screen for the image area (toolbar and both sides); Esc or F leaves. */
@@ -409,6 +461,7 @@ export class FocusView {
     // This very version, even once newer ones were published.
     el.download.href = historyImageUrl(this.topic, header.seq);
     el.download.download = downloadName(this.topic, header.content_type, header.seq);
+    this.#showPin();
     this.tick();
   }
 

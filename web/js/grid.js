@@ -1,17 +1,11 @@
 // The live grid: one card per topic, images swapped in only once decoded.
 
+import { element } from './dom.js';
 import { ago, interval, isoTime, localTime, shortTime } from './format.js';
 import { Freshness, LATE, LIVE, OFFLINE, STALE } from './freshness.js';
 import { PreviewLoader } from './previews.js';
 
 const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export function altText(header) {
   return `Figure ${header.topic} of experiment ${header.experiment}, update ${header.seq}`;

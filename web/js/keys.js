@@ -1,7 +1,7 @@
 // Keyboard shortcuts of the grid: "/" searches, "?" lists the shortcuts in a dialog, the arrow
 // keys move between cards as they are laid out on screen (Enter opens one: it is a link).
 
-const FOCUSABLE = 'button, [href], input, select, textarea, [tabindex]:not([tabindex="-1"])';
+import { Modal, dialogOpen } from './modal.js';
 
 /** True while the user types: those keys are theirs. */
 function editing(target) {
@@ -53,52 +53,12 @@ export function nextCard(cards, from, key) {
  * view), when only "?" applies. `dialog` is the shortcuts <dialog>.
  */
 export function keyboardShortcuts({ dialog, search, cards, blocked }) {
-  let opener = null;
-
-  const close = () => {
-    if (!dialog.open) return;
-    dialog.close();
-    opener?.focus({ preventScroll: true });
-    opener = null;
-  };
-
-  const open = () => {
-    if (dialog.open) return;
-    opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-    dialog.showModal();
-    dialog.querySelector('[data-shortcuts=close]').focus();
-  };
-
-  dialog.querySelector('[data-shortcuts=close]').addEventListener('click', close);
-  // Its own Esc (before the page's, which would also leave the focus view) and a Tab that
-  // stays inside.
-  dialog.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      event.preventDefault();
-      event.stopPropagation();
-      close();
-    } else if (event.key === 'Tab') {
-      const inside = [...dialog.querySelectorAll(FOCUSABLE)];
-      const first = inside[0];
-      const last = inside[inside.length - 1];
-      const back = event.shiftKey;
-      if (document.activeElement === (back ? first : last) || !dialog.contains(event.target)) {
-        event.preventDefault();
-        (back ? last : first).focus();
-      }
-    }
-  });
-  dialog.addEventListener('cancel', (event) => {
-    event.preventDefault();
-    close();
-  });
-  dialog.addEventListener('click', (event) => {
-    if (event.target === dialog) close(); // the backdrop
-  });
+  const modal = new Modal(dialog);
+  const open = () => modal.open(dialog.querySelector('[data-modal=close]'));
 
   document.addEventListener('keydown', (event) => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (dialog.open || editing(event.target)) return;
+    if (dialogOpen() || editing(event.target)) return;
     if (event.key === '?') {
       event.preventDefault();
       open();
@@ -120,5 +80,5 @@ export function keyboardShortcuts({ dialog, search, cards, blocked }) {
     to?.scrollIntoView({ block: 'nearest' });
   });
 
-  return { open, close };
+  return { open, close: () => modal.close() };
 }

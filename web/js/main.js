@@ -8,9 +8,12 @@ import { Grid } from './grid.js';
 import { OutageBanner } from './outage.js';
 import { keyboardShortcuts } from './keys.js';
 import { applyLayout, initialPins, saveLayout, savePins, storedLayout } from './layout.js';
+import { PinDialog } from './pin.js';
+import { session } from './session.js';
 import { themeButton } from './theme.js';
-import { LIVE, LiveSocket, OFFLINE, RECONNECTING } from './socket.js';
-import { readView, socketUrl, topicsUrl, viewHref, writeView } from './urls.js';
+import { LIVE, LiveSocket, OFFLINE } from './socket.js';
+import { StatusPill } from './status.js';
+import { logbookHref, readView, socketUrl, topicsUrl, viewHref, writeView } from './urls.js';
 
 const EXPERIMENTS_EVERY_MS = 60_000;
 const TYPING_DELAY_MS = 250;
@@ -34,13 +37,16 @@ const ui = {
   cardSize: $('card-size'),
   compact: $('compact'),
   group: $('group'),
+  logbook: $('logbook-link'),
 };
 
 themeButton($('theme'));
-// Log out is offered to a browser login session (not to token or open access).
-getJson('api/session')
-  .then((session) => { $('logout').hidden = session.credential !== 'session'; })
-  .catch(() => {}); // the socket reports an unreachable service
+// Log out is offered to a browser login session (not to token or open access); pinning to the
+// logbook to those the service lets pin.
+session().then((answer) => {
+  $('logout').hidden = answer?.credential !== 'session';
+  focus.allowPin(Boolean(answer?.grants?.includes('pin')));
+});
 
 const initial = readView();
 let filter = new Filter(initial.experiment, initial.q);
@@ -67,11 +73,13 @@ const grid = new Grid(ui.list, {
 });
 // Images are announced without their bytes: the grid fetches previews sized to its cards and
 // the focus view the full image, so one large image never holds back the others.
+const pinDialog = new PinDialog($('pin-dialog'));
 const focus = new FocusView(ui.focus, {
   onClose: leaveFocus,
   cardFor: (topic) => grid.get(topic),
   topicsFor: () => grid.topics(),
   onViewChange: () => writeView(viewOf()),
+  onPin: (shown) => pinDialog.open(shown),
 });
 const socket = new LiveSocket(() => socketUrl(filter), resumeMessage, {
   onStatus: showStatus,
@@ -357,48 +365,21 @@ ui.pause.addEventListener('click', () => {
   render();
 });
 
-// --- connection indicator -------------------------------------------------------------------
+// --- connection indicator and outage banner ------------------------------------------------
 
-let retryAt = 0;
-let offlineReason = '';
-
-function showStatus(state, { retryInMs = 0, reason = '', since = 0 } = {}) {
-  connection = state;
-  retryAt = retryInMs ? Date.now() + retryInMs : 0;
-  offlineReason = reason;
-  ui.status.dataset.state = state;
-  showOutage(state, since, retryInMs);
-  const label = { [LIVE]: 'Live', [RECONNECTING]: 'Reconnecting…', [OFFLINE]: 'Offline' }[state];
-  ui.statusText.textContent = reason ? `${label}: ${reason}` : (label ?? 'Connecting…');
-  ui.status.disabled = state === LIVE;
-  tickStatus();
-  render();
-}
-
-function tickStatus() {
-  const seconds = Math.ceil((retryAt - Date.now()) / 1000);
-  ui.status.title =
-    connection === LIVE
-      ? 'Connected: new images appear as they are published'
-      : offlineReason
-        ? `Not connected: the service refused (${offlineReason}). Click to try again.`
-        : retryAt && seconds > 0
-          ? `Not connected: retrying in ${seconds} s. Click to retry now.`
-          : 'Connecting…';
-}
-
-ui.status.addEventListener('click', () => socket.reconnectNow());
-
-// --- outage: banner, dimmed cards -----------------------------------------------------------
-
+const pill = new StatusPill(ui.status, ui.statusText, { onRetry: () => socket.reconnectNow() });
 const outage = new OutageBanner($('outage'), { onRetry: () => socket.reconnectNow() });
 
-function showOutage(state, since, retryInMs) {
-  // The wait before the next attempt, for tests and the curious (0: an attempt is under way).
-  ui.status.dataset.retryInMs = String(Math.round(retryInMs));
+function showStatus(state, detail = {}) {
+  connection = state;
+  pill.show(state, detail);
   grid.setOffline(state === OFFLINE);
-  if (state === OFFLINE) outage.show({ since, retryAt, reason: offlineReason });
-  else outage.hide();
+  if (state === OFFLINE) {
+    outage.show({ since: detail.since, retryAt: pill.retryAt, reason: pill.reason });
+  } else {
+    outage.hide();
+  }
+  render();
 }
 
 // --- rendering of the header counts and empty state ------------------------------------------
@@ -428,6 +409,8 @@ function render() {
   const fresh = arrangement.freshCount;
   ui.newTopics.hidden = fresh === 0;
   ui.newTopics.textContent = `${fresh} new ${fresh === 1 ? 'topic' : 'topics'} — sort in`;
+  const logbook = logbookHref(filter.experiment);
+  if (ui.logbook.getAttribute('href') !== logbook) ui.logbook.href = logbook;
   const title = focus.topic ?? filter.experiment;
   document.title = title ? `${title} — elog-stream` : 'elog-stream';
 }
@@ -450,7 +433,7 @@ setInterval(() => {
   if (document.hidden) return;
   grid.tick();
   focus.tick();
-  tickStatus();
+  pill.tick();
   outage.tick();
 }, 1000);
 

@@ -1,8 +1,8 @@
 // The WebSocket to the service: reconnects with backoff, resumes without resending what the
 // viewer holds, pairs image headers with their bytes, and notices a silently dead connection.
 //
-// Frames (docs/protocol.md): text JSON {"type": "sync" | "image" | "expired" | "heartbeat" |
-// "error", ...}; an "image" header is immediately followed by one binary frame of `size` bytes,
+// Frames (docs/protocol.md): text JSON {"type": "sync" | "image" | "expired" | "logbook" |
+// "heartbeat" | "error", ...}; an "image" header is immediately followed by one binary frame of `size` bytes,
 // unless the viewer asked for announcements (`images=announce`): then it says "bytes": false.
 
 export const LIVE = 'live';
@@ -46,6 +46,7 @@ const OFFLINE_AFTER_MS = 2_000;
  *   onImage(header, blob)                 blob typed with header.content_type; null when
  *                                         announced without its bytes
  *   onExpired(topic)
+ *   onLogbook(entry)                      optional: a logbook entry was pinned or retracted
  *   onUnauthorized()                      the service wants a login; nothing is retried
  * `url()` is called for every connection so a reconnect carries the current filter.
  * `resume()` gives the subscribe message a reconnect opens with: the filter plus `have`, the
@@ -250,6 +251,9 @@ export class LiveSocket {
         break;
       case 'expired':
         if (typeof message.topic === 'string') this.#on.onExpired(message.topic);
+        break;
+      case 'logbook':
+        if (typeof message.entry?.id === 'string') this.#on.onLogbook?.(message.entry);
         break;
       case 'error':
         // Answers a subscribe we sent, which therefore gets no sync.

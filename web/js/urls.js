@@ -2,6 +2,9 @@
 
 // `seq`: the version the focus view shows when it is not the newest (absent: live).
 const VIEW_KEYS = ['experiment', 'q', 'topic', 'compare', 'blink', 'seq'];
+// The logbook page (logbook.html): the logbook of `experiment` (none: the index of logbooks),
+// searched for the words `q`, showing the entry `entry`.
+const LOGBOOK_KEYS = ['experiment', 'q', 'entry'];
 
 /**
  * The view named by the page URL: {experiment, q, topic, compare, blink, seq}, each '' when
@@ -19,12 +22,20 @@ function encodeParam(value) {
   return encodeURIComponent(value).replaceAll('%2F', '/').replaceAll('%40', '@');
 }
 
+/** `key=value` of each of the `keys` of `view` that is not empty, encoded. */
+function params(view, keys) {
+  return keys.filter((key) => view[key]).map((key) => `${key}=${encodeParam(view[key])}`);
+}
+
+/** The viewer's page showing `view`, from another page beside it (the logbook's). */
+export function viewerHref(view) {
+  const href = viewHref(view);
+  return href.startsWith('?') ? `./${href}` : href;
+}
+
 /** The page URL (relative, query only) that reopens `view`. */
 export function viewHref(view) {
-  const parts = [];
-  for (const key of VIEW_KEYS) {
-    if (view[key]) parts.push(`${key}=${encodeParam(view[key])}`);
-  }
+  const parts = params(view, VIEW_KEYS);
   for (const pin of view.pins ?? []) parts.push(`pin=${encodeParam(pin)}`);
   // './' rather than '' so an emptied query really clears it when used as a link target.
   return parts.length ? `?${parts.join('&')}` : './';
@@ -98,6 +109,50 @@ export function historyImageUrl(topic, seq) {
 /** A preview of one kept image, at most `width` pixels wide (never larger than the image). */
 export function previewUrl(topic, seq, width) {
   return `${historyImageUrl(topic, seq)}?max_width=${width}`;
+}
+
+/** What the logbook page's URL names: {experiment, q, entry}, each '' when absent. */
+export function readLogbookView(href = location.href) {
+  const search = new URL(href).searchParams;
+  return Object.fromEntries(LOGBOOK_KEYS.map((key) => [key, search.get(key) ?? '']));
+}
+
+/** The logbook page of `experiment` ('' for the index of logbooks), at `entry` if given. */
+export function logbookHref(experiment = '', { q = '', entry = '' } = {}) {
+  const parts = params({ experiment, q, entry }, LOGBOOK_KEYS);
+  return parts.length ? `logbook.html?${parts.join('&')}` : 'logbook.html';
+}
+
+/** The path of an experiment's logbook under the service root: one segment, '/' encoded. */
+function logbookPath(experiment) {
+  return `api/logbook/${encodeURIComponent(experiment)}`;
+}
+
+/** The experiments that have a logbook. */
+export function logbooksUrl() {
+  return new URL('api/logbook', location.href).href;
+}
+
+/** The newest entries of `experiment`'s logbook matching the words `q` (all when blank). */
+export function logbookUrl(experiment, q = '') {
+  const url = new URL(logbookPath(experiment), location.href);
+  if (q.trim()) url.searchParams.set('q', q.trim());
+  return url.href;
+}
+
+export function logbookEntryUrl(experiment, id) {
+  return new URL(`${logbookPath(experiment)}/entries/${encodeURIComponent(id)}`, location.href)
+    .href;
+}
+
+/** The whole logbook as one HTML file ('html') or a ZIP of images and JSON ('zip'). */
+export function logbookExportUrl(experiment, format) {
+  return new URL(`${logbookPath(experiment)}/export.${format}`, location.href).href;
+}
+
+/** A URL the service gave (entry.url, entry.image_url, next: relative to its root). */
+export function serviceUrl(relative) {
+  return new URL(relative, location.href).href;
 }
 
 /** The login page: relative to the document, so it stays under a reverse-proxy prefix. */
