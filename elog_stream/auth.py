@@ -10,8 +10,10 @@ Everything is open by default (a laptop needs none of it); each setting closes o
 - ``pin_token``: grants viewing and pinning to the logbook (which the publish scope also
   grants); a browser session made with a token that may pin may pin too.
 - ``read_only``: publishing and pinning over HTTP are refused to everyone.
-- ``allowed_origins``: browser WebSockets from other origins than the page's own are refused
-  (cross-site WebSocket hijacking); these extra origins are also allowed.
+- ``allowed_origins``: browser WebSockets, and browser requests that pin or publish, from
+  other origins than the page's own are refused (cross-site WebSocket hijacking, cross-site
+  request forgery: a plain-text POST needs no CORS preflight); these extra origins are also
+  allowed.
 
 Routes declare their needs with ``Requires(Access.VIEW)`` (a FastAPI dependency), the viewer's
 static files through ``ViewerFiles``; docs/protocol.md has the table, and a test checks every
@@ -95,6 +97,7 @@ class Identity:
 
 Denial = tuple[int, str]  # HTTP status, reason
 _TOKENS = (Credential.VIEW_TOKEN, Credential.PUBLISH_TOKEN, Credential.PIN_TOKEN)
+_WRITES = frozenset({Access.PIN, Access.PUBLISH})  # refused to browsers of other origins
 _VERB = {Access.VIEW: "viewing", Access.PIN: "pinning", Access.PUBLISH: "publishing"}
 
 
@@ -209,9 +212,15 @@ class Requires:
     async def __call__(self, connection: HTTPConnection) -> None:
         policy: AccessPolicy = connection.app.state.access
         denial = policy.denial(connection, self.access)
-        if connection.scope["type"] == "websocket":
-            if denial is None and not policy.origin_allowed(connection):
-                denial = 403, "WebSocket origin not allowed"
+        websocket = connection.scope["type"] == "websocket"
+        if (
+            denial is None
+            and (websocket or self.access in _WRITES)
+            and not policy.origin_allowed(connection)
+        ):
+            what = "WebSocket" if websocket else f"{_VERB[self.access]} from this"
+            denial = 403, f"{what} origin not allowed"
+        if websocket:
             if denial is not None:
                 await cast(WebSocket, connection).accept()
                 code = CLOSE_UNAUTHORIZED if denial[0] == 401 else CLOSE_FORBIDDEN
