@@ -20,7 +20,7 @@ static files through ``ViewerFiles``; docs/protocol.md has the table, and a test
 route of the app against it. A missing credential is 401, an insufficient one 403.
 
 Tokens are compared in constant time and never logged. Sessions are signed with a key derived
-from the view token and expire after ``session_max_age``; logging out revokes the session in
+from all the tokens and expire after ``session_max_age``; logging out revokes the session in
 this process (sessions.py). The login and logout routes are in login.py.
 """
 
@@ -114,7 +114,9 @@ class AccessPolicy:
         self._pin = _secret(settings.pin_token)
         self.read_only = settings.read_only
         self.allowed_origins = frozenset(settings.allowed_origins)
-        self.sessions = Sessions(self._view, settings.session_max_age) if self._view else None
+        # Signed with all the tokens: a view token alone cannot make a session that may pin.
+        secret = "\0".join(token or "" for token in (self._view, self._pin, self._publish))
+        self.sessions = Sessions(secret, settings.session_max_age) if self._view else None
         self.login_failures = RateLimiter(rate=0.2, burst=5)
 
     @property

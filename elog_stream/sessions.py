@@ -29,14 +29,15 @@ class Sessions:
 
     ``flags`` is ``p`` when the session may pin, else empty; ``name`` the user's name in
     URL-safe base64 (empty: none given). Sessions of the earlier form ``<id>.<expiry>.<HMAC>``
-    are still accepted. The signing key is derived from the view token, so changing the
-    token ends every session and every replica with the same token accepts them. ``revoke``
+    are still accepted. The signing key is derived from every token (``secret``), so holding
+    the view token is not enough to sign a session that may pin, changing a token ends every
+    session, and every replica with the same tokens accepts them. ``revoke``
     (logout) is remembered by this process until the session would have expired anyway.
     """
 
-    def __init__(self, view_token: str, max_age: float) -> None:
+    def __init__(self, secret: str, max_age: float) -> None:
         self.max_age = max_age
-        self._key = hmac.new(view_token.encode(), b"elog-stream session key", "sha256").digest()
+        self._key = hmac.new(secret.encode(), b"elog-stream session key", "sha256").digest()
         self._revoked: dict[str, int] = {}  # session id -> expiry
 
     def issue(self, name: str | None = None, may_pin: bool = False) -> str:
