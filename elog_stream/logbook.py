@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .errors import InvalidNameError, TopicNotFoundError, VersionNotKeptError
-from .protocol import ENTRY_ID, validate_experiment
+from .protocol import is_entry_id, validate_experiment
 from .records import TopicImage
 from .scripts import ScriptCall
 
@@ -261,7 +261,7 @@ def pin_call(
 def entry_id_reply(reply: object) -> str:
     """The entry id a ``PIN_SCRIPT`` call answered; ValueError for anything else."""
     text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
-    if isinstance(text, str) and ENTRY_ID.fullmatch(text):
+    if isinstance(text, str) and is_entry_id(text):
         return text
     raise ValueError(f"the pin script answered {reply!r:.60}")
 

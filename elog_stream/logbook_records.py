@@ -17,7 +17,7 @@ from typing import Any
 from .errors import CorruptEntryError, InvalidNameError
 from .images import CONTENT_TYPES, sniff_content_type
 from .logbook import ENTRY_FIELDS, Entry, Retraction, validate_author, validate_comment
-from .protocol import ENTRY_ID, validate_description, validate_topic
+from .protocol import is_entry_id, validate_description, validate_topic
 from .records import MAX_SEQ, MAX_TIME
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -91,7 +91,7 @@ def _entry(experiment: str, entry_id: str, fields: Any, retraction: Any) -> Entr
         )
     except InvalidNameError as exc:
         raise bad(str(exc)) from None
-    if not ENTRY_ID.fullmatch(entry_id):
+    if not is_entry_id(entry_id):
         raise bad("its id is not a stream id")
     return entry
 

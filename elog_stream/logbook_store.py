@@ -134,6 +134,8 @@ class LogbookStore:
         """
         logbook_experiment(experiment)
         found: list[Entry] = []
+        if before is not None and not any(int(part) for part in before.split("-")):
+            return Page(found, None)  # nothing is older than 0-0 (and Redis refuses "(0-0")
         newest = "+" if before is None else f"({before}"
         scanned = 0
         while True:

@@ -27,6 +27,17 @@ _DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _ELOG_KEY = re.compile(r"(?:topic|history|legacy):\{[^{}]*\}\Z")
 ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a logbook entry: its Redis stream id
+_MAX_STREAM_ID_PART = 2**64 - 1
+
+
+def is_entry_id(text: object) -> bool:
+    """Whether ``text`` is a Redis stream id: ENTRY_ID, both parts at most 2**64 - 1 (Redis
+    refuses larger ones)."""
+    return (
+        isinstance(text, str)
+        and ENTRY_ID.fullmatch(text) is not None
+        and all(int(part) <= _MAX_STREAM_ID_PART for part in text.split("-"))
+    )
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,7 @@ def decode_notification(payload: bytes | str) -> str | Keepalive | LogbookNotice
         return Keepalive(message["keepalive"])
     if isinstance(message, dict) and "logbook" in message:
         experiment, entry_id = message["logbook"], message.get("id")
-        if not (isinstance(entry_id, str) and ENTRY_ID.fullmatch(entry_id)):
+        if not is_entry_id(entry_id):
             raise MalformedNotificationError(
                 "malformed_notification", f"logbook notification without an id: {payload!r:.100}"
             )
