@@ -302,9 +302,16 @@ async def entry(experiment: Experiment, entry_id: EntryId, service: ServiceDep) 
     return _model(await _entry(service, experiment, entry_id))
 
 
-def _export(
-    experiment: str, chunks: AsyncIterator[bytes], media_type: str, suffix: str
+async def _export(
+    service: Service,
+    experiment: str,
+    chunks: AsyncIterator[bytes],
+    media_type: str,
+    suffix: str,
 ) -> StreamingResponse:
+    # Once streaming starts, an error can only cut the download short: a key of the wrong
+    # type (409) or Redis away (503) is answered before, by reading the first entry.
+    await service.logbook.page(logbook_experiment(experiment), None, 1, [])
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment)[:80] or "logbook"
     disposition = f"attachment; filename=\"logbook-{name}.{suffix}\"; filename*=UTF-8''" + quote(
         f"logbook-{experiment}.{suffix}", safe=""
@@ -317,27 +324,26 @@ def _export(
 @router.get(
     "/api/logbook/{experiment:experiment}/export.html",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/html": {}}}, 422: {}, 503: {}},
+    responses={200: {"content": {"text/html": {}}}, 409: {}, 422: {}, 503: {}},
     dependencies=needs(Access.VIEW),
 )
 async def export_html(experiment: Experiment, service: ServiceDep) -> StreamingResponse:
     """The experiment's logbook as one self-contained HTML file (images embedded as data:
     URLs, all text escaped, retracted entries marked), streamed."""
-    logbook_experiment(experiment)
     chunks = html_export(service.logbook, experiment)
-    return _export(experiment, chunks, "text/html; charset=utf-8", "html")
+    return await _export(service, experiment, chunks, "text/html; charset=utf-8", "html")
 
 
 @router.get(
     "/api/logbook/{experiment:experiment}/export.zip",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/zip": {}}}, 422: {}, 503: {}},
+    responses={200: {"content": {"application/zip": {}}}, 409: {}, 422: {}, 503: {}},
     dependencies=needs(Access.VIEW),
 )
 async def export_zip(experiment: Experiment, service: ServiceDep) -> StreamingResponse:
     """The experiment's logbook as a ZIP: ``images/<sha256>.<ext>`` and ``entries.json``."""
-    logbook_experiment(experiment)
-    return _export(experiment, zip_export(service.logbook, experiment), "application/zip", "zip")
+    chunks = zip_export(service.logbook, experiment)
+    return await _export(service, experiment, chunks, "application/zip", "zip")
 
 
 @router.get(
