@@ -144,7 +144,7 @@ def _retraction(raw: Any) -> Retraction | None:
 
 def parse_image(entry: Entry, reply: Any) -> bytes:
     """The exact bytes ``entry`` pinned, from an ``IMAGE_SCRIPT`` reply: their SHA-256 must
-    be the entry's digest and they must be an image. CorruptEntryError if not."""
+    be the entry's digest and their magic bytes its content type. CorruptEntryError if not."""
 
     def bad(kind: str, reason: str) -> CorruptEntryError:
         return CorruptEntryError(entry.experiment, entry.id, kind, reason)
@@ -163,7 +163,9 @@ def parse_image(entry: Entry, reply: Any) -> bytes:
     if hashlib.sha256(value).hexdigest() != entry.digest:
         raise bad("invalid_image", "its image's bytes do not have its digest")
     try:
-        sniff_content_type(value)
+        content_type = sniff_content_type(value)
     except ValueError as exc:
         raise bad("not_an_image", str(exc)) from None
+    if content_type != entry.content_type:  # served, exported and sent as the entry says
+        raise bad("invalid_image", f"its image is {content_type}, not {entry.content_type}")
     return value
