@@ -136,11 +136,19 @@ class Webhook:
         headers = {"Elog-Entry-Id": entry.id, "User-Agent": "elog-stream"}
         while True:
             try:
-                response = await client.post(self._url, files=files, headers=headers)
-                if response.is_success:
+                # The whole exchange within POST_TIMEOUT (a receiver that sends a byte every
+                # few seconds), and the answer's body never read (it could be gigabytes).
+                async with (
+                    asyncio.timeout(POST_TIMEOUT),
+                    client.stream("POST", self._url, files=files, headers=headers) as response,
+                ):
+                    status = response.status_code
+                if 200 <= status < 300:
                     self._stats.webhook_delivered()
                     return
-                problem = f"answered {response.status_code}"
+                problem = f"answered {status}"
+            except TimeoutError:
+                problem = f"no answer within {POST_TIMEOUT:g} s"
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             self._stats.webhook_failed()
