@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from .errors import InvalidNameError
 
@@ -30,7 +31,7 @@ ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a logbook entry: its Redis 
 _MAX_STREAM_ID_PART = 2**64 - 1
 
 
-def is_entry_id(text: object) -> bool:
+def is_entry_id(text: object) -> TypeGuard[str]:
     """Whether ``text`` is a Redis stream id: ENTRY_ID, both parts at most 2**64 - 1 (Redis
     refuses larger ones)."""
     return (
