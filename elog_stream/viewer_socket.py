@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from .auth import Access, needs
+from .frames import message
 from .hub import Close, Expired, Filter, Hub, Viewer
 from .ratelimit import RateLimiter
 from .records import TopicImage
@@ -208,20 +209,19 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
         try:
             async with asyncio.timeout(timeout):
                 if isinstance(item, TopicImage) and viewer.announce:
-                    header = {"type": "image", **item.metadata(), "bytes": False}
-                    await websocket.send_text(_frame(header))
+                    await websocket.send_text(item.frames.announcement)
                     viewer.sent(item, with_bytes=False)
                 elif isinstance(item, TopicImage):
-                    await websocket.send_text(_frame({"type": "image", **item.metadata()}))
+                    await websocket.send_text(item.frames.header)
                     await websocket.send_bytes(item.data)
                     viewer.sent(item)
                 elif isinstance(item, Expired):
-                    await websocket.send_text(_frame({"type": "expired", "topic": item.topic}))
+                    await websocket.send_text(message({"type": "expired", "topic": item.topic}))
                 elif isinstance(item, Close):
                     await websocket.close(code=item.code, reason=item.reason)
                     return "server_closed", item.reason
                 else:
-                    await websocket.send_text(_frame(item))
+                    await websocket.send_text(message(item))
         except TimeoutError:
             reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
             # The viewer finds the close frame when it reads again, after the frames still in
@@ -230,8 +230,3 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
                 async with asyncio.timeout(CLOSE_WAIT):
                     await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
             return "too_slow", reason
-
-
-def _frame(message: dict[str, Any]) -> str:
-    # Strict JSON: a NaN or Infinity would make browsers' JSON.parse drop the frame.
-    return json.dumps(message, allow_nan=False)
