@@ -1,14 +1,28 @@
-"""The viewer socket's frames (docs/protocol.md): an image's header is encoded once per image,
-on first use, and the same text is then sent to every viewer, instead of once per viewer."""
+"""The viewer socket's frames (docs/protocol.md), encoded as RFC 6455 bytes once and shared.
+
+An image's frames are encoded once per image, on first use, and the same bytes objects are then
+written to every viewer's connection, instead of a JSON header and a frame per viewer. The
+server (``server.ViewerProtocol``) offers the app a way to write such frames under the ASGI
+scope's extension ``SEND_FRAMES``: ``{"send": coroutine function}``, which waits, as an ASGI
+send does, until the connection takes data, then writes whole server frames (unmasked, no
+extension: the server negotiates none); it raises OSError once the connection is closing.
+"""
 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .records import TopicImage
+
+SEND_FRAMES = "elog.send_frames"
+
+_FIN = 0x80
+_TEXT = 0x1
+_BINARY = 0x2
 
 
 def message(body: Mapping[str, object]) -> str:
@@ -17,13 +31,35 @@ def message(body: Mapping[str, object]) -> str:
     return json.dumps(body, allow_nan=False)
 
 
-class ImageFrames:
-    """An image's ``image`` header as sent with its bytes (``header``) and alone, with
-    ``"bytes": false`` (``announcement``). Immutable; built by ``TopicImage.frames``."""
+def text_frame(text: str) -> bytes:
+    """A whole text frame holding ``text``."""
+    payload = text.encode()
+    return _head(_TEXT, len(payload)) + payload
 
-    __slots__ = ("announcement", "header")
+
+def _head(opcode: int, length: int) -> bytes:
+    # RFC 6455 section 5.2: FIN and opcode, then the length in 7, 7+16 or 7+64 bits; no mask.
+    if length < 126:
+        return struct.pack("!BB", _FIN | opcode, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", _FIN | opcode, 126, length)
+    return struct.pack("!BBQ", _FIN | opcode, 127, length)
+
+
+class ImageFrames:
+    """The frames that carry an image to a viewer: its ``image`` header and binary frame
+    (``with_bytes``), or the header alone with ``"bytes": false`` (``announced``).
+
+    Each is a tuple of bytes objects to write in order; the image's data is one of them, not
+    copied. Immutable; built by ``TopicImage.frames``.
+    """
+
+    __slots__ = ("announced", "with_bytes")
 
     def __init__(self, image: TopicImage) -> None:
         header = {"type": "image", **image.metadata()}
-        self.header = message(header)
-        self.announcement = message({**header, "bytes": False})
+        self.with_bytes = (
+            text_frame(message(header)) + _head(_BINARY, len(image.data)),
+            image.data,
+        )
+        self.announced = (text_frame(message({**header, "bytes": False})),)

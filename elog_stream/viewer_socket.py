@@ -6,20 +6,22 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from .auth import Access, needs
-from .frames import message
+from .frames import SEND_FRAMES, message, text_frame
 from .hub import Close, Expired, Filter, Hub, Viewer
 from .ratelimit import RateLimiter
 from .records import TopicImage
 from .service import Service
 
 log = logging.getLogger(__name__)
+
+SendFrames = Callable[[Iterable[bytes]], Awaitable[None]]  # see frames.SEND_FRAMES
 
 router = APIRouter()
 
@@ -53,6 +55,13 @@ async def viewer_socket(
     images: str = "bytes",
 ) -> None:
     service: Service = websocket.app.state.service
+    send_frames = websocket.scope.get("extensions", {}).get(SEND_FRAMES, {}).get("send")
+    if send_frames is None:
+        log.error(
+            "/ws needs the server's %s extension: serve the app with server.Server", SEND_FRAMES
+        )
+        await websocket.close(code=CLOSE_INTERNAL_ERROR)
+        return
     await websocket.accept()
     try:
         filter = Filter.parse(topic, experiment)
@@ -72,7 +81,7 @@ async def viewer_socket(
         if not resume:
             viewer.say({"type": "sync", "topics": names})
         kind, detail = await _first_to_finish(
-            _send(websocket, viewer, service.settings.slow_viewer_timeout),
+            _send(send_frames, websocket, viewer, service.settings.slow_viewer_timeout),
             _receive(websocket, viewer, service.hub),
         )
     if kind == "error":
@@ -199,29 +208,28 @@ def _parse_have(have: object) -> dict[str, int]:
     return have
 
 
-async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
+async def _send(
+    send_frames: SendFrames, websocket: WebSocket, viewer: Viewer, timeout: float
+) -> Reason:
     while True:
         try:
             async with asyncio.timeout(HEARTBEAT_INTERVAL):
                 item = await viewer.next()
         except TimeoutError:  # lets the viewer tell a quiet connection from a dead one
             item = {"type": "heartbeat"}
+        if isinstance(item, Close):
+            await websocket.close(code=item.code, reason=item.reason)
+            return "server_closed", item.reason
+        announce = viewer.announce
+        if isinstance(item, TopicImage):
+            frames = item.frames.announced if announce else item.frames.with_bytes
+        elif isinstance(item, Expired):
+            frames = (text_frame(message({"type": "expired", "topic": item.topic})),)
+        else:
+            frames = (text_frame(message(item)),)
         try:
             async with asyncio.timeout(timeout):
-                if isinstance(item, TopicImage) and viewer.announce:
-                    await websocket.send_text(item.frames.announcement)
-                    viewer.sent(item, with_bytes=False)
-                elif isinstance(item, TopicImage):
-                    await websocket.send_text(item.frames.header)
-                    await websocket.send_bytes(item.data)
-                    viewer.sent(item)
-                elif isinstance(item, Expired):
-                    await websocket.send_text(message({"type": "expired", "topic": item.topic}))
-                elif isinstance(item, Close):
-                    await websocket.close(code=item.code, reason=item.reason)
-                    return "server_closed", item.reason
-                else:
-                    await websocket.send_text(message(item))
+                await send_frames(frames)
         except TimeoutError:
             reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
             # The viewer finds the close frame when it reads again, after the frames still in
@@ -230,3 +238,7 @@ async def _send(websocket: WebSocket, viewer: Viewer, timeout: float) -> Reason:
                 async with asyncio.timeout(CLOSE_WAIT):
                     await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
             return "too_slow", reason
+        except OSError:  # closed, as Starlette's own send says it
+            raise WebSocketDisconnect(code=1006) from None
+        if isinstance(item, TopicImage):
+            viewer.sent(item, with_bytes=not announce)
