@@ -3,9 +3,10 @@
 An image's frames are encoded once per image, on first use, and the same bytes objects are then
 written to every viewer's connection, instead of a JSON header and a frame per viewer. The
 server (``server.ViewerProtocol``) offers the app a way to write such frames under the ASGI
-scope's extension ``SEND_FRAMES``: ``{"send": coroutine function}``, which waits, as an ASGI
-send does, until the connection takes data, then writes whole server frames (unmasked, no
-extension: the server negotiates none); it raises OSError once the connection is closing.
+scope's extension ``SEND_FRAMES``: ``{"send": coroutine function (frames, timeout)}``, which
+waits, as an ASGI send does, until the connection takes data (TimeoutError after ``timeout``
+seconds), then writes whole server frames (unmasked, no extension: the server negotiates none);
+it raises OSError once the connection is closing.
 """
 
 from __future__ import annotations

@@ -75,12 +75,14 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
         self.scope["extensions"][SEND_FRAMES] = {"send": self.send_frames}
         await super().run_asgi()
 
-    async def send_frames(self, frames: Iterable[bytes]) -> None:
+    async def send_frames(self, frames: Iterable[bytes], timeout: float) -> None:
         """Write whole server frames once the transport takes data, as ``send`` waits, so that
-        the sender of a viewer that reads nothing blocks. Raises ClientDisconnected (an OSError)
-        once the connection is closing or closed."""
+        the sender of a viewer that reads nothing blocks; raises TimeoutError after ``timeout``
+        seconds of that (the timer is set only then), ClientDisconnected (an OSError) once the
+        connection is closing or closed."""
         if not self.writable.is_set():
-            await self.writable.wait()
+            async with asyncio.timeout(timeout):
+                await self.writable.wait()
         if self.close_sent or self.disconnected or self.conn.state is not State.OPEN:
             raise ClientDisconnected()
         self.transport.writelines(frames)

@@ -21,7 +21,7 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 
-SendFrames = Callable[[Iterable[bytes]], Awaitable[None]]  # see frames.SEND_FRAMES
+SendFrames = Callable[[Iterable[bytes], float], Awaitable[None]]  # see frames.SEND_FRAMES
 
 router = APIRouter()
 
@@ -211,34 +211,68 @@ def _parse_have(have: object) -> dict[str, int]:
 async def _send(
     send_frames: SendFrames, websocket: WebSocket, viewer: Viewer, timeout: float
 ) -> Reason:
-    while True:
-        try:
-            async with asyncio.timeout(HEARTBEAT_INTERVAL):
-                item = await viewer.next()
-        except TimeoutError:  # lets the viewer tell a quiet connection from a dead one
-            item = {"type": "heartbeat"}
-        if isinstance(item, Close):
-            await websocket.close(code=item.code, reason=item.reason)
-            return "server_closed", item.reason
-        announce = viewer.announce
-        if isinstance(item, TopicImage):
-            frames = item.frames.announced if announce else item.frames.with_bytes
-        elif isinstance(item, Expired):
-            frames = (text_frame(message({"type": "expired", "topic": item.topic})),)
-        else:
-            frames = (text_frame(message(item)),)
-        try:
-            async with asyncio.timeout(timeout):
-                await send_frames(frames)
-        except TimeoutError:
-            reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
-            # The viewer finds the close frame when it reads again, after the frames still in
-            # the transport buffer (at most one image); it is unregistered now.
-            with contextlib.suppress(TimeoutError, OSError, RuntimeError):
-                async with asyncio.timeout(CLOSE_WAIT):
-                    await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
-            return "too_slow", reason
-        except OSError:  # closed, as Starlette's own send says it
-            raise WebSocketDisconnect(code=1006) from None
-        if isinstance(item, TopicImage):
-            viewer.sent(item, with_bytes=not announce)
+    heartbeat = _Heartbeat(viewer)
+    try:
+        while True:
+            item = await viewer.next()
+            if isinstance(item, Close):
+                await websocket.close(code=item.code, reason=item.reason)
+                return "server_closed", item.reason
+            announce = viewer.announce
+            if isinstance(item, TopicImage):
+                frames = item.frames.announced if announce else item.frames.with_bytes
+            elif isinstance(item, Expired):
+                frames = (text_frame(message({"type": "expired", "topic": item.topic})),)
+            else:
+                frames = (text_frame(message(item)),)
+            heartbeat.sending = True
+            try:
+                await send_frames(frames, timeout)
+            except TimeoutError:
+                reason = f"viewer too slow: a frame was not accepted within {timeout:g} s"
+                # The viewer finds the close frame when it reads again, after the frames still
+                # in the transport buffer (at most one image); it is unregistered now.
+                with contextlib.suppress(TimeoutError, OSError, RuntimeError):
+                    async with asyncio.timeout(CLOSE_WAIT):
+                        await websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
+                return "too_slow", reason
+            except OSError:  # closed, as Starlette's own send says it
+                raise WebSocketDisconnect(code=1006) from None
+            heartbeat.sent()
+            if isinstance(item, TopicImage):
+                viewer.sent(item, with_bytes=not announce)
+    finally:
+        heartbeat.cancel()
+
+
+class _Heartbeat:
+    """Says ``{"type": "heartbeat"}`` to a viewer sent nothing for HEARTBEAT_INTERVAL seconds,
+    so that it can tell a quiet connection from a dead one.
+
+    One timer per connection, moved on only when it fires: a timeout around each wait for the
+    next frame cost about 20 µs per frame per viewer on a loaded 2-core machine.
+    """
+
+    def __init__(self, viewer: Viewer) -> None:
+        self.sending = False  # set while a send is in progress: the connection is not quiet
+        self._viewer = viewer
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer = self._loop.call_later(HEARTBEAT_INTERVAL, self._check)
+
+    def sent(self) -> None:
+        self.sending = False
+        self._last = self._loop.time()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        due = self._last + HEARTBEAT_INTERVAL
+        if self.sending:  # it ends sent or closed with 4008
+            due = now + HEARTBEAT_INTERVAL
+        elif now >= due:
+            self._viewer.say({"type": "heartbeat"})
+            self._last, due = now, now + HEARTBEAT_INTERVAL
+        self._timer = self._loop.call_at(due, self._check)
