@@ -3,23 +3,32 @@
 An image's frames are encoded once per image, on first use, and the same bytes objects are then
 written to every viewer's connection, instead of a JSON header and a frame per viewer. The
 server (``server.ViewerProtocol``) offers the app a way to write such frames under the ASGI
-scope's extension ``SEND_FRAMES``: ``{"send": coroutine function (frames, timeout)}``, which
-waits, as an ASGI send does, until the connection takes data (TimeoutError after ``timeout``
-seconds), then writes whole server frames (unmasked, no extension: the server negotiates none);
-it raises OSError once the connection is closing.
+scope's extension ``SEND_FRAMES``: ``{"send": coroutine function (frames, timeout), "try_send":
+function (frames) -> bool}``. Both write whole server frames (unmasked, no extension: the server
+negotiates none). ``send`` waits, as an ASGI send does, until the connection takes data
+(TimeoutError after ``timeout`` seconds) and raises OSError once it is closing; ``try_send``
+never waits: it returns False unless it wrote the frames.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from .records import TopicImage
 
 SEND_FRAMES = "elog.send_frames"
+
+
+class FrameSender(TypedDict):
+    """The value of the ``SEND_FRAMES`` extension."""
+
+    send: Callable[[Iterable[bytes], float], Awaitable[None]]
+    try_send: Callable[[Iterable[bytes]], bool]
+
 
 _FIN = 0x80
 _TEXT = 0x1

@@ -30,7 +30,7 @@ from uvicorn.server import HANDLED_SIGNALS
 from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
-from .frames import SEND_FRAMES
+from .frames import SEND_FRAMES, FrameSender
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
     """
 
     async def run_asgi(self) -> None:
-        self.scope["extensions"][SEND_FRAMES] = {"send": self.send_frames}
+        sender = FrameSender(send=self.send_frames, try_send=self.try_send_frames)
+        self.scope["extensions"][SEND_FRAMES] = sender  # type: ignore[assignment]
         await super().run_asgi()
 
     async def send_frames(self, frames: Iterable[bytes], timeout: float) -> None:
@@ -83,9 +84,22 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
         if not self.writable.is_set():
             async with asyncio.timeout(timeout):
                 await self.writable.wait()
-        if self.close_sent or self.disconnected or self.conn.state is not State.OPEN:
+        if not self.try_send_frames(frames):
             raise ClientDisconnected()
+
+    def try_send_frames(self, frames: Iterable[bytes]) -> bool:
+        """Write whole server frames if the transport takes data now; else return False (the
+        connection is closing, or the peer has not read what it was sent)."""
+        if (
+            not self.writable.is_set()
+            or self.close_sent
+            or self.disconnected
+            or self.transport.is_closing()
+            or self.conn.state is not State.OPEN
+        ):
+            return False
         self.transport.writelines(frames)
+        return True
 
     async def send(self, message: ASGISendEvent) -> None:
         if message["type"] == "websocket.close" and self.handshake_complete:

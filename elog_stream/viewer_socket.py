@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from .auth import Access, needs
-from .frames import SEND_FRAMES, message, text_frame
+from .frames import SEND_FRAMES, FrameSender, message, text_frame
 from .hub import Close, Expired, Filter, Hub, Viewer
 from .ratelimit import RateLimiter
 from .records import TopicImage
@@ -21,7 +21,6 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 
-SendFrames = Callable[[Iterable[bytes], float], Awaitable[None]]  # see frames.SEND_FRAMES
 
 router = APIRouter()
 
@@ -55,8 +54,8 @@ async def viewer_socket(
     images: str = "bytes",
 ) -> None:
     service: Service = websocket.app.state.service
-    send_frames = websocket.scope.get("extensions", {}).get(SEND_FRAMES, {}).get("send")
-    if send_frames is None:
+    sender: FrameSender | None = websocket.scope.get("extensions", {}).get(SEND_FRAMES)
+    if sender is None:
         log.error(
             "/ws needs the server's %s extension: serve the app with server.Server", SEND_FRAMES
         )
@@ -81,7 +80,7 @@ async def viewer_socket(
         if not resume:
             viewer.say({"type": "sync", "topics": names})
         kind, detail = await _first_to_finish(
-            _send(send_frames, websocket, viewer, service.settings.slow_viewer_timeout),
+            _send(sender, websocket, viewer, service.settings.slow_viewer_timeout),
             _receive(websocket, viewer, service.hub),
         )
     if kind == "error":
@@ -209,12 +208,26 @@ def _parse_have(have: object) -> dict[str, int]:
 
 
 async def _send(
-    send_frames: SendFrames, websocket: WebSocket, viewer: Viewer, timeout: float
+    sender: FrameSender, websocket: WebSocket, viewer: Viewer, timeout: float
 ) -> Reason:
+    send_frames, try_send_frames = sender["send"], sender["try_send"]
     heartbeat = _Heartbeat(viewer)
+
+    def direct(image: TopicImage) -> bool:
+        # Called by Hub.update for every viewer: nothing may escape from one of them.
+        frames = image.frames.announced if viewer.announce else image.frames.with_bytes
+        try:
+            written = try_send_frames(frames)
+        except Exception:  # the sender meets it again with the queued image, and closes 1011
+            log.exception("writing an image directly failed")
+            return False
+        if written:
+            heartbeat.sent()
+        return written
+
     try:
         while True:
-            item = await viewer.next()
+            item = await viewer.next(direct)
             if isinstance(item, Close):
                 await websocket.close(code=item.code, reason=item.reason)
                 return "server_closed", item.reason
