@@ -66,9 +66,9 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
       too long headers: 431; not HTTP) is answered and closed; uvicorn left it hanging, and
       its shutdown then failed with an AssertionError.
 
-    It also offers the app ``send_frames`` (the scope extension ``frames.SEND_FRAMES``): frames
-    encoded once for all viewers are written as they are, without an ASGI message, a frame
-    object and a copy of the image per viewer.
+    It also offers the app ``send_frames`` and ``try_send_frames`` (the scope extension
+    ``frames.SEND_FRAMES``): frames encoded once for all viewers are written as they are,
+    without an ASGI message, a frame object and a copy of the image per viewer.
     """
 
     async def run_asgi(self) -> None:
