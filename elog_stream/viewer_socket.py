@@ -55,13 +55,11 @@ async def viewer_socket(
 ) -> None:
     service: Service = websocket.app.state.service
     sender: FrameSender | None = websocket.scope.get("extensions", {}).get(SEND_FRAMES)
-    if sender is None:
-        log.error(
-            "/ws needs the server's %s extension: serve the app with server.Server", SEND_FRAMES
-        )
-        await websocket.close(code=CLOSE_INTERNAL_ERROR)
-        return
     await websocket.accept()
+    if sender is None:
+        log.error("/ws needs the %s extension: serve the app with server.Server", SEND_FRAMES)
+        await websocket.close(code=CLOSE_INTERNAL_ERROR, reason="internal error")
+        return
     try:
         filter = Filter.parse(topic, experiment)
         announce = _parse_images(images) == "announce"
