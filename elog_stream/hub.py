@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -56,6 +56,8 @@ Item = TopicImage | Expired
 # A pending item and, for a live update, when its image was installed (time.monotonic()).
 Pending = tuple[Item, float | None]
 Message = dict[str, object]
+# Writes a live image to the viewer at once and whole, or returns False (see Viewer.next).
+Direct = Callable[[TopicImage], bool]
 MAX_PENDING_MESSAGES = 32
 # Logbook entries waiting for one viewer (one per entry: a retraction replaces its pin). Pins
 # come at human pace; a viewer this far behind is stuck and about to be closed (4008).
@@ -143,15 +145,20 @@ class Viewer:
         self._messages: deque[Message] = deque(maxlen=MAX_PENDING_MESSAGES)
         self._notes: LatestWins[str, Message] = LatestWins(self._ready)
         self._close: Close | None = None
+        # Set only while ``next`` waits with nothing pending: dropped as soon as anything is
+        # queued, so that nothing written directly overtakes what waits in the mailbox.
+        self._direct: Direct | None = None
 
     def close(self, close: Close) -> None:
         """Make ``next`` return ``close`` from now on, before anything else."""
         self._close = close
+        self._direct = None
         self._ready.set()
 
     def say(self, message: Message) -> None:
         """Queue a control message; it goes out before any pending image."""
         self._messages.append(message)
+        self._direct = None
         self._ready.set()
 
     def note(self, key: str, message: Message) -> None:
@@ -159,6 +166,7 @@ class Viewer:
         one of the same ``key``: never dropped for an image, nor for another key (but beyond
         MAX_PENDING_NOTES, the oldest goes)."""
         self._notes.put(key, message)
+        self._direct = None
         if len(self._notes) > MAX_PENDING_NOTES:
             self._notes.popleft()
 
@@ -170,6 +178,11 @@ class Viewer:
         if isinstance(item, TopicImage):
             if not self.filter.matches(item) or self._holds(item):
                 return
+            # Only live updates: a snapshot's images follow its sync frame, which is queued.
+            if installed_at is not None and self._direct is not None and self._direct(item):
+                self._sent[item.topic] = (item.seq, item.digest)
+                self._count(item, installed_at, with_bytes=not self.announce)
+                return
         elif item.topic not in self._sent and item.topic not in self._pending:
             return
         replaced = self._pending.get(item.topic)
@@ -178,16 +191,23 @@ class Viewer:
         elif replaced is not None and isinstance(replaced[0], TopicImage):
             self.dropped += 1
             self._stats.frame_superseded()
+        self._direct = None
         self._pending.put(item.topic, (item, installed_at))
 
-    async def next(self) -> Item | Message | Close:
+    async def next(self, direct: Direct | None = None) -> Item | Message | Close:
         """Wait for and take a Close if any, else the next message, else the oldest item.
 
-        Cancelling is safe: nothing is taken.
+        While it waits with nothing pending, live images are handed to ``direct`` instead of
+        being queued, and counted as sent when it returns True: the sender task is not woken
+        per image, as a broadcast loop writes. Cancelling is safe: nothing is taken.
         """
         while not (self._pending or self._messages or self._notes or self._close):
             self._ready.clear()
-            await self._ready.wait()
+            self._direct = direct
+            try:
+                await self._ready.wait()
+            finally:
+                self._direct = None
         if self._close is not None:
             return self._close
         if self._messages:
@@ -209,6 +229,11 @@ class Viewer:
         taken = self._taken
         installed_at = taken[1] if taken is not None and taken[0] is image else None
         self._taken = None
+        self._count(image, installed_at, with_bytes)
+
+    def _count(
+        self, image: TopicImage, installed_at: float | None, with_bytes: bool = True
+    ) -> None:
         seen_to_sent = None if installed_at is None else time.monotonic() - installed_at
         self._stats.image_sent(len(image.data) if with_bytes else 0, seen_to_sent)
 

@@ -11,10 +11,11 @@ import enum
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CorruptTopicError, InvalidImageError, InvalidNameError
+from .frames import ImageFrames
 from .images import CONTENT_TYPES, sniff_content_type
 from .protocol import (
     MAX_DESCRIPTION_LENGTH,
@@ -53,10 +54,20 @@ class TopicImage:
     digest: str
     data: bytes
     expires_at: float | None = None
+    _frames: ImageFrames | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def size(self) -> int:
         return len(self.data)
+
+    @property
+    def frames(self) -> ImageFrames:
+        """Its frames for viewers, encoded on first use and then shared by all of them."""
+        frames = self._frames
+        if frames is None:
+            frames = ImageFrames(self)
+            object.__setattr__(self, "_frames", frames)  # a cache: the image stays immutable
+        return frames
 
     def metadata(self) -> dict[str, Any]:
         """The fields of the WebSocket ``image`` frame and the HTTP topic object."""

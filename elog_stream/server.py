@@ -15,7 +15,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -28,6 +28,9 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import HANDLED_SIGNALS
 from websockets.exceptions import InvalidState
+from websockets.protocol import State
+
+from .frames import SEND_FRAMES, FrameSender
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,41 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
     - A handshake that websockets itself refuses (request line over 8 KiB: 414; too many or
       too long headers: 431; not HTTP) is answered and closed; uvicorn left it hanging, and
       its shutdown then failed with an AssertionError.
+
+    It also offers the app ``send_frames`` and ``try_send_frames`` (the scope extension
+    ``frames.SEND_FRAMES``): frames encoded once for all viewers are written as they are,
+    without an ASGI message, a frame object and a copy of the image per viewer.
     """
+
+    async def run_asgi(self) -> None:
+        sender = FrameSender(send=self.send_frames, try_send=self.try_send_frames)
+        self.scope["extensions"][SEND_FRAMES] = sender  # type: ignore[assignment]
+        await super().run_asgi()
+
+    async def send_frames(self, frames: Iterable[bytes], timeout: float) -> None:
+        """Write whole server frames once the transport takes data, as ``send`` waits, so that
+        the sender of a viewer that reads nothing blocks; raises TimeoutError after ``timeout``
+        seconds of that (the timer is set only then), ClientDisconnected (an OSError) once the
+        connection is closing or closed."""
+        if not self.writable.is_set():
+            async with asyncio.timeout(timeout):
+                await self.writable.wait()
+        if not self.try_send_frames(frames):
+            raise ClientDisconnected()
+
+    def try_send_frames(self, frames: Iterable[bytes]) -> bool:
+        """Write whole server frames if the transport takes data now; else return False (the
+        connection is closing, or the peer has not read what it was sent)."""
+        if (
+            not self.writable.is_set()
+            or self.close_sent
+            or self.disconnected
+            or self.transport.is_closing()
+            or self.conn.state is not State.OPEN
+        ):
+            return False
+        self.transport.writelines(frames)
+        return True
 
     async def send(self, message: ASGISendEvent) -> None:
         if message["type"] == "websocket.close" and self.handshake_complete:

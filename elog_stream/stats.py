@@ -8,10 +8,16 @@ view read back from it, so the two can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import math
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 # The classic text format, which every Prometheus reads; generate_latest writes it for names
 # like ours. Recent prometheus-client versions label it version=1.0.0, unknown to Prometheus 2.
@@ -39,12 +45,6 @@ class Stats:
             "elog_publishes_seen",
             "New images the feed installed into the hub (notified, reconciled or published here).",
             registry=registry,
-        )
-        self._images_sent = Counter(
-            "elog_images_sent", "Images handed to viewers' sockets.", registry=registry
-        )
-        self._bytes_sent = Counter(
-            "elog_image_bytes_sent", "Image bytes handed to viewers' sockets.", registry=registry
         )
         self._superseded = Counter(
             "elog_frames_superseded",
@@ -114,13 +114,8 @@ class Stats:
             "Attempts to forward a logbook entry to the webhook that failed (each retried).",
             registry=registry,
         )
-        self._seen_to_sent = Histogram(
-            "elog_seen_to_sent_seconds",
-            "Seconds from an image's installation into the hub to its bytes handed to a "
-            "viewer's socket (live updates, not the snapshot a viewer gets on subscribing).",
-            buckets=SEEN_TO_SENT_BUCKETS,
-            registry=registry,
-        )
+        self._sent = _SentImages()
+        registry.register(self._sent)
 
     def watch(self, topics: Callable[[], int], viewers: Callable[[], int]) -> None:
         """Read the topic and viewer gauges from these functions of their owner (the Hub)."""
@@ -146,10 +141,12 @@ class Stats:
     def image_sent(self, size: int, seen_to_sent: float | None) -> None:
         """An image of ``size`` bytes was handed to a socket, ``seen_to_sent`` s after it was
         installed (None: not a live update)."""
-        self._images_sent.inc()
-        self._bytes_sent.inc(size)
+        sent = self._sent
+        sent.images += 1
+        sent.bytes += size
         if seen_to_sent is not None:
-            self._seen_to_sent.observe(seen_to_sent)
+            sent.latency_counts[bisect_left(SEEN_TO_SENT_BUCKETS, seen_to_sent)] += 1
+            sent.latency_sum += seen_to_sent
 
     def frame_superseded(self) -> None:
         self._superseded.inc()
@@ -220,6 +217,40 @@ class Stats:
                 None,
             ),
         }
+
+
+class _SentImages:
+    """The numbers counted per image per viewer, as plain numbers made metrics at each
+    collection: prometheus-client's Counter and Histogram take a lock per update, 6 µs per
+    image sent on a loaded 2-core machine, as much as the rest of the send."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.bytes = 0
+        self.latency_counts = [0] * (len(SEEN_TO_SENT_BUCKETS) + 1)  # per bucket, then +Inf
+        self.latency_sum = 0.0
+        self._created = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        created = self._created
+        yield CounterMetricFamily(
+            "elog_images_sent", "Images handed to viewers' sockets.", self.images, created=created
+        )
+        yield CounterMetricFamily(
+            "elog_image_bytes_sent",
+            "Image bytes handed to viewers' sockets.",
+            self.bytes,
+            created=created,
+        )
+        bounds = (*SEEN_TO_SENT_BUCKETS, math.inf)
+        cumulative = itertools.accumulate(self.latency_counts)
+        yield HistogramMetricFamily(
+            "elog_seen_to_sent_seconds",
+            "Seconds from an image's installation into the hub to its bytes handed to a "
+            "viewer's socket (live updates, not the snapshot a viewer gets on subscribing).",
+            buckets=[(floatToGoString(b), n) for b, n in zip(bounds, cumulative, strict=True)],
+            sum_value=self.latency_sum,
+        )
 
 
 def _by_label(counter: Counter, label: str) -> dict[str, int]:

@@ -7,7 +7,9 @@ import hashlib
 
 import pytest
 from support import png
+from websockets.frames import Frame, Opcode
 
+from elog_stream.frames import message, text_frame
 from elog_stream.hub import Expired, Filter, Hub
 from elog_stream.protocol import (
     Keepalive,
@@ -86,6 +88,59 @@ async def test_a_slow_viewer_gets_only_the_latest_image_per_topic() -> None:
         assert not waiting.done()
         waiting.cancel()  # cancelling a waiting next() is safe
     assert hub.viewer_count == 0
+
+
+async def test_a_waiting_viewer_gets_live_images_directly_and_nothing_overtakes_the_mailbox() -> (
+    None
+):
+    hub = Hub(Stats())
+    written: list[TopicImage] = []
+    writable = True
+
+    def direct(image: TopicImage) -> bool:
+        if writable:
+            written.append(image)
+        return writable
+
+    with hub.connect(Filter()) as (viewer, _):
+        waiting = asyncio.create_task(viewer.next(direct))
+        await asyncio.sleep(0)
+        hub.update(image("a", 1))
+        hub.update(image("a", 1))  # held already: not written again
+        assert written == [image("a", 1)] and not waiting.done()
+        assert hub.stats.as_dict()["images_sent"] == 1
+        writable = False
+        hub.update(image("b", 1))  # refused: queued, and the sender woken
+        writable = True
+        hub.update(image("b", 2))  # must not overtake b 1's slot: it replaces it
+        hub.update(image("c", 1))  # nor any other queued item
+        assert written == [image("a", 1)]
+        assert await waiting == image("b", 2)
+        assert await viewer.next(direct) == image("c", 1)
+        viewer.say({"type": "sync", "topics": []})
+        hub.update(image("d", 1))  # queued behind the message
+        assert await viewer.next(direct) == {"type": "sync", "topics": []}
+        assert await viewer.next(direct) == image("d", 1)
+        assert written == [image("a", 1)]
+
+
+@pytest.mark.parametrize("length", [0, 125, 126, 65_535, 65_536])
+def test_text_frames_are_what_websockets_sends(length: int) -> None:
+    text = "é" * (length // 2) + "x" * (length % 2)
+    assert text_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+def test_an_image_s_frames_are_its_header_and_its_bytes_uncopied() -> None:
+    data = b"\x89PNG\r\n\x1a\n" + bytes(70_000)  # over 65,535: a 64-bit length
+    picture = TopicImage("t", "e", "", 3, 3.0, "image/png", "d3", data)
+    header = {"type": "image", **picture.metadata()}
+    binary = Frame(Opcode.BINARY, picture.data).serialize(mask=False)
+    head, payload = picture.frames.with_bytes
+    assert head + payload == text_frame(message(header)) + binary
+    assert payload is data and picture.frames is picture.frames
+    assert picture.frames.announced == (text_frame(message({**header, "bytes": False})),)
+    with pytest.raises(ValueError):
+        message({"updated_at": float("nan")})
 
 
 def test_filters() -> None:
