@@ -27,18 +27,30 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _ELOG_KEY = re.compile(r"(?:topic|history|legacy):\{[^{}]*\}\Z")
-ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a logbook entry: its Redis stream id
-_MAX_STREAM_ID_PART = 2**64 - 1
+
+
+def _at_most(limit: int) -> str:
+    """A regular expression for the decimal numbers from 0 to ``limit`` (leading zeros allowed
+    up to ``limit``'s length)."""
+    digits = str(limit)
+    shorter = f"[0-9]{{1,{len(digits) - 1}}}" if len(digits) > 1 else None
+    same_length = [
+        f"{digits[:i]}[0-{int(digit) - 1}][0-9]{{{len(digits) - i - 1}}}"
+        for i, digit in enumerate(digits)
+        if digit != "0"
+    ]
+    return "|".join(filter(None, [shorter, *same_length, digits]))
+
+
+# A logbook entry: its Redis stream id, two numbers of at most 2**64 - 1 (Redis refuses larger).
+# The API's schema states this same pattern, so that what it calls valid is accepted.
+_STREAM_ID_PART = _at_most(2**64 - 1)
+ENTRY_ID = re.compile(f"(?:{_STREAM_ID_PART})-(?:{_STREAM_ID_PART})")
 
 
 def is_entry_id(text: object) -> TypeGuard[str]:
-    """Whether ``text`` is a Redis stream id: ENTRY_ID, both parts at most 2**64 - 1 (Redis
-    refuses larger ones)."""
-    return (
-        isinstance(text, str)
-        and ENTRY_ID.fullmatch(text) is not None
-        and all(int(part) <= _MAX_STREAM_ID_PART for part in text.split("-"))
-    )
+    """Whether ``text`` is a Redis stream id (ENTRY_ID)."""
+    return isinstance(text, str) and ENTRY_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
