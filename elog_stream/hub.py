@@ -134,6 +134,9 @@ class Viewer:
     def __init__(self, filter: Filter, stats: Stats) -> None:
         self.filter = filter
         self.announce = False  # send image headers without their bytes (WebSocket "images")
+        # False for a resuming viewer until its first ``refilter``: no image is offered before
+        # the client has said what it holds (the refilter then offers every one it lacks).
+        self.subscribed = True
         self.dropped = 0
         self._stats = stats
         self._ready = asyncio.Event()
@@ -176,7 +179,7 @@ class Viewer:
         ``installed_at`` is when the Hub took the image, for a live update (not a snapshot).
         """
         if isinstance(item, TopicImage):
-            if not self.filter.matches(item) or self._holds(item):
+            if not self.subscribed or not self.filter.matches(item) or self._holds(item):
                 return
             # Only live updates: a snapshot's images follow its sync frame, which is queued.
             if installed_at is not None and self._direct is not None and self._direct(item):
@@ -250,6 +253,7 @@ class Viewer:
         Returns the names of the live topics that match, for the ``sync`` frame.
         """
         self.filter = filter
+        self.subscribed = True
         live = list(live)
         topics = {image.topic for image in live}
         # Held topics are tracked while live, in view or not (widening the filter again resends
@@ -339,13 +343,15 @@ class Hub:
 
     @contextmanager
     def connect(self, filter: Filter, snapshot: bool = True) -> Iterator[tuple[Viewer, list[str]]]:
-        """Register a viewer with ``filter``, pre-loaded with the matching snapshot if asked.
+        """Register a viewer with ``filter``, pre-loaded with the matching snapshot if asked;
+        without one (a resuming client), it is offered no image until its first ``refilter``.
 
         Yields the viewer and the names for its first ``sync`` frame; unregisters on exit,
         also on error or cancellation.
         """
         viewer = Viewer(filter, self.stats)
         names = viewer.refilter(filter, self.images()) if snapshot else []
+        viewer.subscribed = snapshot
         if self._closing:
             viewer.close(CLOSE_GOING_AWAY)
         self._viewers.add(viewer)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from typing import Any
 
+import httpx
 import pytest
 import redis
 from support import RunningService, png, receive, receive_image, run_service, wait_for
@@ -200,7 +202,6 @@ async def test_oversized_client_message_closes_only_that_socket(
 
 
 def service_topics(service: RunningService) -> list[str]:
-    import httpx
 
     return [t["topic"] for t in httpx.get(service.url + "api/topics").json()]
 
@@ -235,6 +236,29 @@ async def test_a_resuming_viewer_gets_only_what_changed(
         assert header["topic"] == "resume/c"
         await ws.send(json.dumps({"type": "subscribe", "have": {"x": "seven"}}))
         assert "have must map" in (await receive(ws, "error"))["message"]
+
+
+async def test_a_resuming_viewer_is_sent_nothing_before_its_first_subscribe(
+    service: RunningService, publisher: Publisher
+) -> None:
+    publisher.publish("resume/live", "e", png("l1"))
+    wait_for(lambda: service_topics(service) == ["resume/live"], "the topic")
+
+    def stats() -> dict[str, Any]:
+        return httpx.get(service.url + "api/stats").json()
+
+    async with connect(service.ws_url + "?resume=1") as ws:
+        wait_for(lambda: stats()["viewers"] == 1, "the viewer to be registered")
+        seen = stats()["publishes_seen"]
+        # Published while the viewer is registered and has not said what it holds: the Hub
+        # offers it to the viewer (publishes_seen counts it first) and must hold it back.
+        await asyncio.to_thread(publisher.publish, "resume/live", "e", png("l2"))
+        wait_for(lambda: stats()["publishes_seen"] == seen + 1, "the Hub to take the image")
+        await ws.send(json.dumps({"type": "subscribe", "have": {"resume/live": 1}}))
+        first = json.loads(await ws.recv())
+        assert first == {"type": "sync", "topics": ["resume/live"]}
+        header, data = await receive_image(ws)
+        assert (header["topic"], header["seq"], data) == ("resume/live", 2, png("l2"))
 
 
 async def test_a_viewer_of_a_service_that_just_started_gets_what_redis_held(
