@@ -668,14 +668,33 @@ def test_history_from_before_a_restart_is_never_served_as_the_new_topics(
     assert httpx.get(service.url + "api/topics/epochs/history/1/image").status_code == 404
 
 
+def _whole_command(data: bytes) -> int | None:
+    """The length of the first whole RESP command (an array of bulk strings) in ``data``."""
+    end = data.find(b"\r\n")
+    if end < 0:
+        return None
+    position = end + 2
+    for _ in range(int(data[1:end])):
+        end = data.find(b"\r\n", position)
+        if end < 0:
+            return None
+        position = end + 2 + int(data[position + 1 : end]) + 2
+    return position if position <= len(data) else None
+
+
 def test_a_peer_speaking_resp_but_not_redis_gets_503_or_504(prefix: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
 
         def answer_ok(client: socket.socket) -> None:
+            # "+OK" to every whole command, however TCP splits or joins them.
+            pending = b""
             with client, contextlib.suppress(OSError):
-                while client.recv(65536):
-                    client.sendall(b"+OK\r\n")
+                while data := client.recv(65536):
+                    pending += data
+                    while (length := _whole_command(pending)) is not None:
+                        pending = pending[length:]
+                        client.sendall(b"+OK\r\n")
 
         def serve() -> None:
             while True:

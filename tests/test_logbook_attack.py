@@ -9,12 +9,12 @@ import hmac
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 import redis
-from support import DEADLINE, png, replicas, run_service, wait_for
+from support import DEADLINE, http_server, png, replicas, run_service, wait_for
 
 from elog_stream import Publisher
 
@@ -147,17 +147,11 @@ def endless_receiver() -> Iterator[tuple[str, threading.Event]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/inbox", stop
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(DEADLINE)
+    with http_server(Handler) as base:
+        try:
+            yield f"{base}/inbox", stop
+        finally:
+            stop.set()
 
 
 def test_a_webhook_answer_with_an_endless_body_is_not_read(

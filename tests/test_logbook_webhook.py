@@ -8,12 +8,12 @@ import threading
 from collections.abc import Iterator
 from email.parser import BytesParser
 from email.policy import default
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import pytest
-from support import DEADLINE, png, replicas, wait_for
+from support import DEADLINE, http_server, png, replicas, wait_for
 
 from elog_stream import Publisher
 
@@ -67,15 +67,8 @@ def receiver() -> Iterator[tuple[str, Receiver]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/elog/inbox", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(DEADLINE)
+    with http_server(Handler) as base:
+        yield f"{base}/elog/inbox", state
 
 
 def metric(url: str, name: str) -> float:
