@@ -15,14 +15,19 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
 import h11
 import uvicorn
 from fastapi import FastAPI
-from uvicorn._types import ASGISendEvent
+from uvicorn._types import (
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ASGISendEvent,
+    WebSocketScope,
+)
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -30,7 +35,7 @@ from uvicorn.server import HANDLED_SIGNALS
 from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
-from .frames import SEND_FRAMES, FrameSender
+from .frames import HAND_OVER, SEND_FRAMES, FrameSender
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +76,37 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
     without an ASGI message, a frame object and a copy of the image per viewer.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._app, self.app = self.app, self._run_app
+        self._handed_over: Coroutine[Any, Any, None] | None = None
+
     async def run_asgi(self) -> None:
         sender = FrameSender(send=self.send_frames, try_send=self.try_send_frames)
         self.scope["extensions"][SEND_FRAMES] = sender  # type: ignore[assignment]
+        self.scope["extensions"][HAND_OVER] = self._hand_over  # type: ignore[assignment]
         await super().run_asgi()
+
+    async def _run_app(
+        self, scope: WebSocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        # The app, then what it handed over (frames.HAND_OVER), in the connection's task.
+        try:
+            await self._app(scope, receive, send)
+        except BaseException:
+            if self._handed_over is not None:
+                self._handed_over.close()
+                self._handed_over = None
+            raise
+        handed_over, self._handed_over = self._handed_over, None
+        if handed_over is not None:
+            await handed_over
+
+    def _hand_over(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        if self._handed_over is not None:
+            coroutine.close()
+            raise RuntimeError("the connection was handed over already")
+        self._handed_over = coroutine
 
     async def send_frames(self, frames: Iterable[bytes], timeout: float) -> None:
         """Write whole server frames once the transport takes data, as ``send`` waits, so that
