@@ -24,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn._types import (
     ASGIReceiveCallable,
+    ASGIReceiveEvent,
     ASGISendCallable,
     ASGISendEvent,
     WebSocketScope,
@@ -36,6 +37,7 @@ from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
 from .frames import HAND_OVER, SEND_FRAMES, FrameSender
+from .mailbox import Flag
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,9 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
         self._app, self.app = self.app, self._run_app
         self._handed_over: Coroutine[Any, Any, None] | None = None
 
@@ -173,6 +178,31 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+
+class _Inbox:
+    """What uvicorn's protocol uses of its asyncio.Queue of received events, without the
+    Queue's four deques (~3 KB per connection): it holds an event or two at a time (uvicorn
+    stops reading until the app has taken the last message)."""
+
+    __slots__ = ("_events", "_ready")
+
+    def __init__(self) -> None:
+        self._events: list[ASGIReceiveEvent] = []
+        self._ready = Flag()
+
+    def put_nowait(self, event: ASGIReceiveEvent) -> None:
+        self._events.append(event)
+        self._ready.set()
+
+    async def get(self) -> ASGIReceiveEvent:
+        while not self._events:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._events.pop(0)
+
+    def empty(self) -> bool:
+        return not self._events
 
 
 class ClientProtocol(H11Protocol):
