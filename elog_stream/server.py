@@ -144,6 +144,12 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
                 self._close(message.get("code", 1000), message.get("reason") or "")
                 return
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn keeps the handshake's request and response, and websockets' parser the
+            # request, for the life of the connection: ~3 KB of headers, which the app has in
+            # its scope.
+            self.request.headers.clear()
+            self.request = self.response = None  # type: ignore[assignment]
 
     def _close(self, code: int, reason: str) -> None:
         if self.close_sent or self.disconnected or self.transport.is_closing():
