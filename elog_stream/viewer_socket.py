@@ -72,7 +72,16 @@ async def viewer_socket(
     if hand_over is None:
         await serving
     else:  # served after this returns, without the frames of the ASGI stack above
+        # FastAPI leaves its exit stacks (~800 B each) in the scope, which outlives them: each
+        # is held by its ``async with`` until it is closed, as this returns.
+        scope = websocket.scope
+        for key in [key for key, value in scope.items() if _is_exit_stack(value)]:
+            del scope[key]
         hand_over(serving)
+
+
+def _is_exit_stack(value: object) -> bool:
+    return isinstance(value, contextlib.AsyncExitStack)
 
 
 async def _serve(
