@@ -13,12 +13,11 @@ import fnmatch
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .mailbox import LatestWins
+from .mailbox import Flag, LatestWins
 from .protocol import MAX_NAME_LENGTH
 from .records import TopicImage
 from .stats import Stats
@@ -139,13 +138,13 @@ class Viewer:
         self.subscribed = True
         self.dropped = 0
         self._stats = stats
-        self._ready = asyncio.Event()
+        self._ready = Flag()
         self._pending: LatestWins[str, Pending] = LatestWins(self._ready)
         self._taken: Pending | None = None  # the item ``next`` returned last
         # What the client holds per topic: (seq, digest), digest None when the client only
         # told us the seq (resuming a connection).
         self._sent: dict[str, tuple[int, str | None]] = {}
-        self._messages: deque[Message] = deque(maxlen=MAX_PENDING_MESSAGES)
+        self._messages: list[Message] = []  # at most MAX_PENDING_MESSAGES (not a deque: 760 B)
         self._notes: LatestWins[str, Message] = LatestWins(self._ready)
         self._close: Close | None = None
         # Set only while ``next`` waits with nothing pending: dropped as soon as anything is
@@ -161,6 +160,8 @@ class Viewer:
     def say(self, message: Message) -> None:
         """Queue a control message; it goes out before any pending image."""
         self._messages.append(message)
+        if len(self._messages) > MAX_PENDING_MESSAGES:
+            del self._messages[0]
         self._direct = None
         self._ready.set()
 
@@ -214,7 +215,7 @@ class Viewer:
         if self._close is not None:
             return self._close
         if self._messages:
-            return self._messages.popleft()
+            return self._messages.pop(0)
         if self._notes:
             return self._notes.popleft()[1]
         topic, pending = self._pending.popleft()

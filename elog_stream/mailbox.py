@@ -1,4 +1,5 @@
-"""A latest-wins mailbox: at most one pending value per key, so memory is bounded by the keys."""
+"""A latest-wins mailbox: at most one pending value per key, so memory is bounded by the keys;
+and Flag, the event that wakes its consumer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,53 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+class Flag:
+    """``asyncio.Event``'s ``set``, ``clear``, ``is_set`` and ``wait``, in ~100 bytes.
+
+    An Event allocates a deque of waiters (~760 bytes) whether or not anything waits; a Flag
+    holds a list only while something waits. One per connection adds up: ``Viewer`` and the
+    server's ``ViewerProtocol`` use it. Cancelling ``wait`` is safe; not thread-safe.
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        """Return True once set (at once if it is)."""
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+        return True
+
+
 class LatestWins(Generic[K, V]):
     """Pending values by key, oldest key first.
 
@@ -19,11 +67,11 @@ class LatestWins(Generic[K, V]):
     to share it with other wake-up sources of the consumer. Never blocks; not thread-safe.
     """
 
-    def __init__(self, ready: asyncio.Event | None = None) -> None:
+    def __init__(self, ready: asyncio.Event | Flag | None = None) -> None:
         # OrderedDict, not dict: taking from the front of a dict slows down as deleted
         # entries pile up there (draining 100,000 took 8.8 s); OrderedDict stays O(1).
         self._items: OrderedDict[K, V] = OrderedDict()
-        self.ready = ready or asyncio.Event()
+        self.ready: asyncio.Event | Flag = ready or asyncio.Event()
 
     def put(self, key: K, value: V) -> V | None:
         """Make ``value`` the pending value of ``key``; return the one it replaced, if any."""

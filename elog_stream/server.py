@@ -15,14 +15,20 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
 import h11
 import uvicorn
 from fastapi import FastAPI
-from uvicorn._types import ASGISendEvent
+from uvicorn._types import (
+    ASGIReceiveCallable,
+    ASGIReceiveEvent,
+    ASGISendCallable,
+    ASGISendEvent,
+    WebSocketScope,
+)
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -30,7 +36,8 @@ from uvicorn.server import HANDLED_SIGNALS
 from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
-from .frames import SEND_FRAMES, FrameSender
+from .frames import HAND_OVER, SEND_FRAMES, FrameSender
+from .mailbox import Flag
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +78,40 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
     without an ASGI message, a frame object and a copy of the image per viewer.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
+        self._app, self.app = self.app, self._run_app
+        self._handed_over: Coroutine[Any, Any, None] | None = None
+
     async def run_asgi(self) -> None:
         sender = FrameSender(send=self.send_frames, try_send=self.try_send_frames)
         self.scope["extensions"][SEND_FRAMES] = sender  # type: ignore[assignment]
+        self.scope["extensions"][HAND_OVER] = self._hand_over  # type: ignore[assignment]
         await super().run_asgi()
+
+    async def _run_app(
+        self, scope: WebSocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        # The app, then what it handed over (frames.HAND_OVER), in the connection's task.
+        try:
+            await self._app(scope, receive, send)
+        except BaseException:
+            if self._handed_over is not None:
+                self._handed_over.close()
+                self._handed_over = None
+            raise
+        handed_over, self._handed_over = self._handed_over, None
+        if handed_over is not None:
+            await handed_over
+
+    def _hand_over(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        if self._handed_over is not None:
+            coroutine.close()
+            raise RuntimeError("the connection was handed over already")
+        self._handed_over = coroutine
 
     async def send_frames(self, frames: Iterable[bytes], timeout: float) -> None:
         """Write whole server frames once the transport takes data, as ``send`` waits, so that
@@ -107,6 +144,12 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
                 self._close(message.get("code", 1000), message.get("reason") or "")
                 return
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn keeps the handshake's request and response, and websockets' parser the
+            # request, for the life of the connection: ~3 KB of headers, which the app has in
+            # its scope.
+            self.request.headers.clear()
+            self.request = self.response = None  # type: ignore[assignment]
 
     def _close(self, code: int, reason: str) -> None:
         if self.close_sent or self.disconnected or self.transport.is_closing():
@@ -141,6 +184,31 @@ class ViewerProtocol(WebSocketsSansIOProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+
+class _Inbox:
+    """What uvicorn's protocol uses of its asyncio.Queue of received events, without the
+    Queue's four deques (~3 KB per connection): it holds an event or two at a time (uvicorn
+    stops reading until the app has taken the last message)."""
+
+    __slots__ = ("_events", "_ready")
+
+    def __init__(self) -> None:
+        self._events: list[ASGIReceiveEvent] = []
+        self._ready = Flag()
+
+    def put_nowait(self, event: ASGIReceiveEvent) -> None:
+        self._events.append(event)
+        self._ready.set()
+
+    async def get(self) -> ASGIReceiveEvent:
+        while not self._events:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._events.pop(0)
+
+    def empty(self) -> bool:
+        return not self._events
 
 
 class ClientProtocol(H11Protocol):

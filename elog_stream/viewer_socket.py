@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from .auth import Access, needs
-from .frames import SEND_FRAMES, FrameSender, message, text_frame
+from .frames import HAND_OVER, SEND_FRAMES, FrameSender, message, text_frame
 from .hub import Close, Expired, Filter, Hub, Viewer
 from .ratelimit import RateLimiter
 from .records import TopicImage
@@ -54,7 +54,8 @@ async def viewer_socket(
     images: str = "bytes",
 ) -> None:
     service: Service = websocket.app.state.service
-    sender: FrameSender | None = websocket.scope.get("extensions", {}).get(SEND_FRAMES)
+    extensions = websocket.scope.get("extensions") or {}
+    sender: FrameSender | None = extensions.get(SEND_FRAMES)
     await websocket.accept()
     if sender is None:
         log.error("/ws needs the %s extension: serve the app with server.Server", SEND_FRAMES)
@@ -66,6 +67,33 @@ async def viewer_socket(
     except ValueError as exc:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
+    serving = _serve(websocket, service, sender, filter, announce=announce, resume=resume)
+    hand_over = extensions.get(HAND_OVER)
+    if hand_over is None:
+        await serving
+    else:  # served after this returns, without the frames of the ASGI stack above
+        # FastAPI leaves its exit stacks (~800 B each) in the scope, which outlives them: each
+        # is held by its ``async with`` until it is closed, as this returns.
+        scope = websocket.scope
+        for key in [key for key, value in scope.items() if _is_exit_stack(value)]:
+            del scope[key]
+        hand_over(serving)
+
+
+def _is_exit_stack(value: object) -> bool:
+    return isinstance(value, contextlib.AsyncExitStack)
+
+
+async def _serve(
+    websocket: WebSocket,
+    service: Service,
+    sender: FrameSender,
+    filter: Filter,
+    *,
+    announce: bool,
+    resume: bool,
+) -> None:
+    """Serve an accepted viewer until it or the server closes the connection."""
     # A service that has just started first loads what Redis holds, so that a snapshot is
     # whole and a resuming client's `have` names topics the Hub knows (bounded wait: Redis
     # may be down, and viewers are then served what there is).
