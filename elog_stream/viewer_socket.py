@@ -105,7 +105,7 @@ async def _serve(
         viewer.announce = announce
         if not resume:
             viewer.say({"type": "sync", "topics": names})
-        kind, detail = await _first_to_finish(
+        kind, detail = await _first_to_finish(  # the sender in this task, the reader in a child
             _send(sender, websocket, viewer, service.settings.slow_viewer_timeout),
             _receive(websocket, viewer, service.hub),
         )
@@ -126,24 +126,54 @@ async def _serve(
 Reason = tuple[str, str]  # (kind, detail); kinds are counted by Stats.viewer_disconnected
 
 
-async def _first_to_finish(*coroutines: Coroutine[Any, Any, Reason]) -> Reason:
-    """Run the sender and reader until one ends; cancel and await the other.
+async def _first_to_finish(
+    here: Coroutine[Any, Any, Reason], there: Coroutine[Any, Any, Reason]
+) -> Reason:
+    """Run ``here`` in this task and ``there`` in a child task until one ends; stop the other.
+
+    Tasks: the calling task (the connection's own) runs ``here``; the one child task, which
+    runs ``there``, is owned by this call: cancelled and awaited before it returns or raises,
+    whatever happens. If ``there`` ends first, ``here`` is stopped by ``asyncio.timeout``, which
+    cancels this task and takes that cancellation back (``uncancel``) as it leaves, so a
+    cancellation from outside (server shutdown, uvicorn) is never mistaken for it: it
+    propagates, once the child is cancelled and awaited. ``here`` must let CancelledError
+    through. (A task for each, and ``asyncio.wait`` over them, cost 1.7 KB more per idle
+    viewer: docs/benchmarks.md.)
 
     Returns why the first one ended: its result; ``("client_closed", ...)`` if it failed because
     the client went away; else ``("error", ...)``, its exception logged with the traceback. If
-    both ended together, the earlier-listed one's reason wins.
+    both ended together, ``here``'s reason wins.
     """
-    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    child = asyncio.create_task(there)
+    stop = asyncio.timeout(None)  # expired by the child's end, while ``here`` runs
+    running = True
+
+    def stop_here(_: object) -> None:
+        if running:
+            stop.reschedule(asyncio.get_running_loop().time())
+
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        async with stop:
+            child.add_done_callback(stop_here)
+            try:
+                return await here
+            finally:
+                running = False
+    except Exception as error:
+        if stop.expired():  # ``there`` ended first (``error`` is the TimeoutError of ``stop``)
+            return _reason(child)
+        return _failed(error)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-    first = next(task for task in tasks if task in done)
-    error = first.exception()
-    if error is None:
-        return first.result()
+        child.cancel()
+        await asyncio.wait((child,))
+
+
+def _reason(task: asyncio.Task[Reason]) -> Reason:
+    error = task.exception()
+    return task.result() if error is None else _failed(error)
+
+
+def _failed(error: BaseException) -> Reason:
     if isinstance(error, WebSocketDisconnect):  # a frame was being sent as the client left
         return "client_closed", f"code {error.code}"
     log.error("viewer socket failed", exc_info=error)

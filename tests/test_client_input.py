@@ -334,22 +334,72 @@ async def test_an_abusive_client_costs_bounded_memory(
         assert growth < RSS_BOUND, f"RSS grew {growth >> 20} MiB"
 
 
+async def waits_for_ever() -> tuple[str, str]:
+    await asyncio.Event().wait()
+    return "never", ""
+
+
+@pytest.mark.parametrize("failing", ["here", "there"])
 async def test_an_unexpected_error_is_logged_with_its_traceback(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, failing: str
 ) -> None:
     """The handler closes with 1011 on ``("error", ...)``; no client input is known to provoke
-    one, so this checks ``_first_to_finish`` itself, with a coroutine that raises."""
+    one, so this checks ``_first_to_finish`` itself, with a coroutine that raises, run in this
+    task (``here``: the sender) or in the child task (``there``: the reader)."""
 
     async def fails() -> tuple[str, str]:
         await asyncio.sleep(0)
         raise KeyError("boom")
 
-    async def waits() -> tuple[str, str]:
-        await asyncio.Event().wait()
-        return "never", ""
-
+    here, there = (fails(), waits_for_ever()) if failing == "here" else (waits_for_ever(), fails())
     with caplog.at_level(logging.ERROR, logger="elog_stream.viewer_socket"):
-        assert await _first_to_finish(waits(), fails()) == ("error", "KeyError: 'boom'")
+        assert await _first_to_finish(here, there) == ("error", "KeyError: 'boom'")
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     [record] = caplog.records
     assert record.exc_info is not None and record.exc_info[0] is KeyError
     assert "Traceback" in caplog.text and "in fails" in caplog.text
+
+
+@pytest.mark.parametrize("when", ["waiting", "stopping"])
+async def test_a_cancellation_from_outside_propagates_once_the_child_is_awaited(
+    when: str,
+) -> None:
+    """``_first_to_finish`` stops the coroutine it runs in the calling task by cancelling that
+    task when the child ends first; a cancellation from outside (server shutdown), while both
+    wait or just as the child's end stops the other, is not taken for it: CancelledError
+    propagates, after the child task is cancelled and awaited."""
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+    there_ends = asyncio.Event()
+    unwound: list[str] = []
+
+    async def here() -> tuple[str, str]:
+        try:
+            await waits_for_ever()
+        finally:
+            unwound.append("here")
+        return "never", ""
+
+    async def there() -> tuple[str, str]:
+        started.set()
+        try:
+            await there_ends.wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # a child that takes a step to unwind is awaited still
+            unwound.append("there")
+            raise
+        return "client_closed", "code 1000"
+
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(_first_to_finish(here(), there()))
+    await started.wait()
+    [child] = asyncio.all_tasks() - before - {task}
+    if when == "waiting":
+        task.cancel()
+    else:  # the child ends; once that has cancelled ``task``, the server cancels it too
+        child.add_done_callback(lambda _: loop.call_soon(task.cancel))
+        there_ends.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert child.done()
+    assert unwound == (["here", "there"] if when == "waiting" else ["here"])
