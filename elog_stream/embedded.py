@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,10 +46,40 @@ def find_server_binary() -> str:
     )
 
 
+_LOWEST_PORT = 16384
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()  # by free_port, in this process
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a server about to bind it.
+
+    Chosen below the kernel's ephemeral range (Linux), so that no outgoing connection is given
+    it before the server binds it, and never the same twice in one process; where that range
+    is unknown or leaves no room, a port the kernel picks.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        top = int(_EPHEMERAL_RANGE.read_text().split()[0])
+        for _ in range(100):
+            port = random.randrange(_LOWEST_PORT, top)
+            if port not in _handed_out and port_free(port, host):
+                _handed_out.add(port)
+                return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host``:``port`` now."""
+    with socket.socket() as sock:
+        if sys.platform != "win32":  # as the server does: its last run's closed connections
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # do not hold the port
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _die_with_parent() -> Callable[[], None] | None:

@@ -30,7 +30,7 @@ from typing import Any
 import redis
 
 from .config import redact_url
-from .embedded import EmbeddedRedis, free_port
+from .embedded import EmbeddedRedis, free_port, port_free
 from .errors import AlreadyRunningError
 
 LOCK_FILE = "serve.lock"
@@ -203,7 +203,7 @@ class LocalRedis:
         port, password = state.get("port"), state.get("password")
         if not (isinstance(password, str) and password.isascii() and password.isalnum()):
             password = secrets.token_hex(32)
-        if not (isinstance(port, int) and 0 < port < 65536 and _port_free(port)):
+        if not (isinstance(port, int) and 0 < port < 65536 and port_free(port)):
             port = free_port()
         if state != {"port": port, "password": password}:
             write_private(path, json.dumps({"port": port, "password": password}))
@@ -260,16 +260,4 @@ def _try_lock(fd: int) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
-    return True
-
-
-def _port_free(port: int) -> bool:
-    """Whether a server could listen on 127.0.0.1:``port`` now."""
-    with socket.socket() as sock:
-        if sys.platform != "win32":  # as the server does: its last run's closed connections
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # do not hold the port
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
     return True
